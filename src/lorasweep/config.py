@@ -1,0 +1,306 @@
+"""Typed experiment configuration, loaded from `experiments/<name>.yaml`.
+
+Unknown keys are errors with a "did you mean"; the `train.args` mapping is the
+one place where keys are free, because every LLaMA-Factory training key passes
+through to the run's resolved YAML unchanged.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+TaskType = Literal["text_classification", "relation_classification"]
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Defaults for the LLaMA-Factory keys lorasweep sets on every run; `train.args`
+# overrides any of them. Sized for a small model on a CPU (see README).
+DEFAULT_TRAIN_ARGS: dict[str, Any] = {
+    "stage": "sft",
+    "do_train": True,
+    "finetuning_type": "lora",
+    "lora_rank": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "lora_target": "all",
+    "cutoff_len": 256,
+    "learning_rate": 2.0e-4,
+    "num_train_epochs": 2.0,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "lr_scheduler_type": "cosine",
+    "warmup_ratio": 0.05,
+    "logging_steps": 5,
+    "save_strategy": "no",
+    "report_to": "none",
+    "overwrite_output_dir": True,
+    "plot_loss": False,
+    "preprocessing_num_workers": 1,
+    "dataloader_num_workers": 0,
+}
+
+# Stop tokens per LLaMA-Factory template: the token that ends an assistant turn
+# in training. vLLM stops only at the model's eos otherwise (Gemma: <eos>=1,
+# while turns end with <end_of_turn>=106).
+TEMPLATE_STOP_TOKEN_IDS: dict[str, list[int]] = {"gemma": [106], "gemma3": [106]}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased for the user (file, field, fix)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(description="short name used in run folders and tables")
+    path: str = Field(description="Hugging Face checkpoint folder; 'embedded:gemma-3-270m' for the built-in model")
+    template: str = Field(description="LLaMA-Factory chat template name, e.g. gemma, qwen, llama3")
+    stop_token_ids: list[int] | None = Field(
+        default=None, description="token ids that end an answer; default from the template")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"model name {v!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+        return v
+
+    def resolved_stop_token_ids(self) -> list[int]:
+        if self.stop_token_ids is not None:
+            return list(self.stop_token_ids)
+        return list(TEMPLATE_STOP_TOKEN_IDS.get(self.template, []))
+
+
+class TaskSpec(_Strict):
+    type: TaskType = "text_classification"
+    labels: list[str] = Field(description="the closed label set; answers outside it are counted invalid")
+    prompt: str = Field(description="prompt template; {text}, {entity1}, {entity2}, {labels} are filled in")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_ok(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("needs at least two labels")
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"duplicate labels: {dup}")
+        return v
+
+    @model_validator(mode="after")
+    def _prompt_fields(self) -> "TaskSpec":
+        if "{text}" not in self.prompt:
+            raise ValueError("prompt must contain {text}")
+        if self.type == "relation_classification":
+            for f in ("{entity1}", "{entity2}"):
+                if f not in self.prompt:
+                    raise ValueError(f"a relation_classification prompt must contain {f}")
+        return self
+
+
+class DataSpec(_Strict):
+    source: str = Field(description="a JSON/JSONL/CSV file, or 'generate:people_relations' for the demo data")
+    test_file: str | None = Field(default=None, description="a fixed test file; otherwise test_size examples are held out")
+    test_size: int = Field(default=200, ge=1, description="held-out test examples when test_file is not given")
+    split_seed: int = Field(default=0, description="seed of the test hold-out (fixed across run seeds)")
+    generate_size: int = Field(default=2000, ge=10, description="examples to generate for 'generate:' sources")
+    text_column: str = "text"
+    label_column: str = "label"
+    entity1_column: str = "entity1"
+    entity2_column: str = "entity2"
+
+
+class TrainSpec(_Strict):
+    args: dict[str, Any] = Field(default_factory=dict, description="any LLaMA-Factory training keys; override the defaults")
+    llamafactory_cli: str | None = Field(default=None, description="your own llamafactory-cli; default: the managed environment")
+    timeout_s: float | None = Field(default=None, gt=0, description="kill a run that trains longer than this")
+
+    @field_validator("args")
+    @classmethod
+    def _no_managed_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        managed = {"model_name_or_path", "template", "dataset", "dataset_dir", "output_dir", "seed"}
+        bad = sorted(managed & set(v))
+        if bad:
+            raise ValueError(f"{bad} are set by lorasweep per run (models, train_sizes, seeds); remove them from train.args")
+        return v
+
+    def resolved_args(self) -> dict[str, Any]:
+        return {**DEFAULT_TRAIN_ARGS, **self.args}
+
+
+class EvalSpec(_Strict):
+    decoding: Literal["free", "constrained"] = Field(
+        default="free", description="free: raw answer, normalised; constrained: forced into the label list")
+    max_tokens: int | None = Field(default=None, ge=1, description="answer length cap; default from the longest label")
+    concurrency: int = Field(default=16, ge=1, description="requests in flight per server")
+    include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
+    max_model_len: int = Field(default=1024, ge=64)
+    kv_cache_gib: float = Field(default=2.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU")
+    dtype: str = "auto"
+    server_timeout_s: float = Field(default=900, gt=0, description="how long to wait for the server to be healthy")
+    request_timeout_s: float = Field(default=300, gt=0)
+    vllm_python: str | None = Field(default=None, description="python of your own vLLM install; default: the managed environment")
+    extra_server_args: list[str] = Field(default_factory=list, description="more vLLM server flags, passed as given")
+
+
+class ExperimentConfig(_Strict):
+    name: str
+    task: TaskSpec
+    data: DataSpec
+    models: list[ModelSpec]
+    train_sizes: list[int]
+    seeds: list[int] = Field(default_factory=lambda: [1])
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    # Set by load_config, not by YAML: where the file lives and the
+    # command-line overrides applied on top of it.
+    _path: Path | None = PrivateAttr(default=None)
+    _set_args: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"experiment name {v!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+        return v
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("list at least one train size")
+        if any(s <= 0 for s in v):
+            raise ValueError(f"train sizes must be positive, got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate train sizes in {v}")
+        return sorted(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("list at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate seeds in {v}")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[ModelSpec]) -> list[ModelSpec]:
+        if not v:
+            raise ValueError("list at least one model")
+        names = [m.name for m in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate model names: {dup}")
+        return v
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _submodel_at(loc: tuple) -> type[BaseModel]:
+    """The pydantic class that owns the field at `loc` (for "did you mean")."""
+    cls: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        cand = [ann] + list(inner or [])
+        nxt = next((c for c in cand if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            break
+        cls = nxt
+    return cls
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the experiment config:"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = _allowed_keys(_submodel_at(loc))
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+            lines.append(f"  - {where}: unknown key '{key}'; {hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  - {where}: required field is missing")
+        else:
+            lines.append(f"  - {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: '{p}' is not a mapping")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key.sub=value` strings from the command line; values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
+                set_args: list[str] | None = None) -> ExperimentConfig:
+    """Load and validate an experiment; `overrides` (dotted keys) win over the YAML.
+
+    `set_args` are the raw `key=value` strings; they are parsed into overrides
+    and remembered so child processes can be given the same ones.
+    """
+    path = Path(path)
+    overrides = {**parse_overrides(set_args or []), **(overrides or {})}
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (name, task, data, models, ...)")
+    raw.setdefault("name", path.stem)
+    for k, v in overrides.items():
+        _set_dotted(raw, k, v)
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path))) from None
+    cfg._path = path.resolve()
+    cfg._set_args = list(set_args or [])
+    return cfg

@@ -1,0 +1,136 @@
+"""Child processes: argument lists only, each in its own process group, output
+to a log file, and always stopped (whole group) when the caller is done or the
+harness is interrupted.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+_LIVE: set[subprocess.Popen] = set()
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    # The leader may be gone while its children live on: clear the group.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    _LIVE.discard(proc)
+
+
+def stop_all() -> None:
+    for proc in list(_LIVE):
+        _kill_group(proc, grace_s=5.0)
+
+
+def _on_signal(signum, frame):  # noqa: ARG001
+    # Tell every child group to stop now, then unwind: the context managers
+    # (Child.__exit__, VLLMServer.__exit__) wait for them and kill stragglers.
+    # Waiting here could deadlock with a wait() this handler interrupted.
+    for proc in list(_LIVE):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(128 + signum)
+
+
+_installed = False
+
+
+def install_cleanup() -> None:
+    """Stop every child group at exit and on SIGINT/SIGTERM/SIGHUP."""
+    global _installed
+    if _installed:
+        return
+    atexit.register(stop_all)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    _installed = True
+
+
+class Child:
+    """A process group writing to `log_path`; use as a context manager."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
+        if isinstance(argv, str):
+            raise TypeError("argv must be a list of arguments, not a shell string")
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                     start_new_session=True)
+        _LIVE.add(self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Exit code; on timeout the group is killed and -9 returned."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return -9
+        self.stop()
+        return rc
+
+    def stop(self) -> None:
+        _kill_group(self.proc)
+        if not self._log.closed:
+            self._log.close()
+
+    def __enter__(self) -> "Child":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            # tqdm writes carriage returns; keep the last state of each line.
+            tail = deque((ln.rstrip("\n").split("\r")[-1] for ln in f), maxlen=lines)
+        return "\n".join(tail)
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 1.0, alive=None) -> bool:
+    """Poll `predicate` until true; False on timeout or when `alive()` turns false."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(interval_s)
+    return False

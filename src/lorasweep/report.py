@@ -1,0 +1,32 @@
+"""Running analysis.ipynb headless for an experiment (the figures it saves are
+the report for now); the executed copy lands in experiments/<name>/."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from .config import ExperimentConfig
+from .paths import experiment_dir, repo_root
+
+log = logging.getLogger(__name__)
+
+
+def run_notebook(cfg: ExperimentConfig, notebook: Path | None = None, timeout_s: int = 600) -> Path:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb_path = notebook or repo_root() / "analysis.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    out = experiment_dir(cfg.name) / "analysis.ipynb"
+    os.environ["LORASWEEP_EXPERIMENT"] = str(cfg.path)
+    os.environ["LORASWEEP_ROOT"] = str(repo_root())
+    t0 = time.time()
+    NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo_root())}}).execute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    log.info("notebook: executed in %.0f s -> %s (figures in %s)", time.time() - t0, out,
+             experiment_dir(cfg.name) / "figures")
+    return out

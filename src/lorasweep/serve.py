@@ -1,0 +1,127 @@
+"""Serving: one vLLM OpenAI-compatible server per base model, holding all its
+finished adapters as LoRA modules, bound to 127.0.0.1 with a generated key.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .config import ExperimentConfig, ModelSpec
+from .paths import env_python, resolve_model_path
+from .plan import RunSpec
+from .procs import Child, log_tail, wait_until
+
+log = logging.getLogger(__name__)
+
+# LoRA ranks vLLM accepts for --max-lora-rank.
+_VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vllm_rank(rank: int) -> int:
+    for r in _VLLM_RANKS:
+        if rank <= r:
+            return r
+    raise ValueError(f"LoRA rank {rank} is larger than vLLM supports ({_VLLM_RANKS[-1]})")
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class VLLMServer:
+    """Start with `with VLLMServer(...) as srv:`; srv.base_url, srv.api_key."""
+
+    def __init__(self, cfg: ExperimentConfig, model: ModelSpec, adapters: dict[str, Path],
+                 chat_template: Path | None, log_path: Path, lora_rank: int = 8):
+        self.cfg, self.model, self.adapters = cfg, model, adapters
+        self.port = free_port()
+        self.api_key = secrets.token_hex(16)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_path = log_path
+        ev = cfg.eval
+        python = ev.vllm_python or str(env_python("serve"))
+        argv = [python, "-m", "vllm.entrypoints.openai.api_server",
+                "--model", str(resolve_model_path(model.path)),
+                "--served-model-name", model.name,
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--api-key", self.api_key,
+                "--max-model-len", str(ev.max_model_len),
+                "--dtype", ev.dtype,
+                "--enable-prefix-caching",
+                "--disable-uvicorn-access-log"]
+        if chat_template is not None:
+            argv += ["--chat-template", str(chat_template)]
+        if adapters:
+            argv += ["--enable-lora", "--max-lora-rank", str(vllm_rank(lora_rank)),
+                     "--max-loras", str(len(adapters)), "--max-cpu-loras", str(len(adapters)),
+                     "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]
+        argv += list(ev.extra_server_args)
+        self.argv = argv
+        self.child: Child | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "VLLM_CPU_KVCACHE_SPACE": str(int(max(1, round(self.cfg.eval.kv_cache_gib)))),
+                    "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+                    "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+                    "TOKENIZERS_PARALLELISM": "false"})
+        return env
+
+    def healthy(self) -> bool:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/health")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+    def start(self) -> "VLLMServer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.unlink(missing_ok=True)
+        t0 = time.time()
+        log.info("serve %s: starting vLLM with %d adapter(s) on 127.0.0.1:%d (log %s)",
+                 self.model.name, len(self.adapters), self.port, self.log_path)
+        self.child = Child(self.argv, self.log_path, env=self._env())
+        ok = wait_until(self.healthy, timeout_s=self.cfg.eval.server_timeout_s, interval_s=2.0,
+                        alive=lambda: self.child.poll() is None)
+        if not ok:
+            rc = self.child.poll()
+            self.stop()
+            state = f"exited with code {rc}" if rc is not None else \
+                f"not healthy after {self.cfg.eval.server_timeout_s:.0f} s"
+            raise ServerError(f"vLLM server for {self.model.name} {state}; log {self.log_path}:\n"
+                              f"{log_tail(self.log_path, 25)}")
+        log.info("serve %s: healthy after %.0f s", self.model.name, time.time() - t0)
+        self.started_s = time.time() - t0
+        return self
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+            log.info("serve %s: stopped", self.model.name)
+            self.child = None
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def served_name(run: RunSpec) -> str:
+    """The model name a request uses: the base model's name, or the run id for an adapter."""
+    return run.model if run.is_base else run.run_id

@@ -1,0 +1,204 @@
+"""Data: load the user's examples, hold out a fixed test set, and cut nested,
+stratified training subsets per seed; write them as Alpaca files and register
+them in the top-level dataset_info.json that LLaMA-Factory reads.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import demo_data
+from .config import ConfigError, ExperimentConfig
+from .io import atomic_write_text
+from .paths import data_dir, repo_root
+from .prompts import render_prompt
+
+log = logging.getLogger(__name__)
+
+GENERATORS = {"people_relations": demo_data.generate}
+
+
+@dataclass(frozen=True)
+class Splits:
+    pool: list[dict[str, str]]   # every example that may be trained on
+    test: list[dict[str, str]]   # the fixed test set
+
+
+def _read_records(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8-sig")
+    if suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}:{i}: not valid JSON: {e.msg}") from None
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: expected a JSON list of objects")
+        return data
+    if suffix in (".csv", ".tsv"):
+        return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+    raise ConfigError(f"{path}: unsupported data format '{suffix}' (use .json, .jsonl, .csv or .tsv)")
+
+
+def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> list[dict[str, str]]:
+    d = cfg.data
+    need = [d.text_column, d.label_column]
+    if cfg.task.type == "relation_classification":
+        need += [d.entity1_column, d.entity2_column]
+    out = []
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ConfigError(f"{source}: row {i} is not an object")
+        missing = [c for c in need if c not in row]
+        if missing:
+            raise ConfigError(f"{source}: row {i} lacks column(s) {missing}; "
+                              f"set data.text_column/label_column/entity1_column/entity2_column "
+                              f"(row has {sorted(row)})")
+        ex = {"text": str(row[d.text_column]).strip(), "label": str(row[d.label_column]).strip()}
+        if cfg.task.type == "relation_classification":
+            ex["entity1"] = str(row[d.entity1_column]).strip()
+            ex["entity2"] = str(row[d.entity2_column]).strip()
+        out.append(ex)
+    labels = set(cfg.task.labels)
+    bad = Counter(ex["label"] for ex in out if ex["label"] not in labels)
+    if bad:
+        shown = ", ".join(f"{k!r} x{v}" for k, v in bad.most_common(5))
+        raise ConfigError(f"{source}: {sum(bad.values())} row(s) have labels not in task.labels: {shown}; "
+                          "add them to task.labels or fix the data")
+    return out
+
+
+def load_examples(cfg: ExperimentConfig, source: str) -> list[dict[str, str]]:
+    if source.startswith("generate:"):
+        gen = source.split(":", 1)[1]
+        if gen not in GENERATORS:
+            raise ConfigError(f"data.source: unknown generator '{gen}' (available: {', '.join(GENERATORS)})")
+        rows = GENERATORS[gen](cfg.data.generate_size, seed=cfg.data.split_seed)
+        return _normalise_rows(cfg, rows, source)
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = repo_root() / path
+    if not path.is_file():
+        raise ConfigError(f"data.source: file not found: {path}")
+    return _normalise_rows(cfg, _read_records(path), str(path))
+
+
+def stratified_order(examples: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
+    """Order examples so that every prefix is (close to) stratified by label.
+
+    Within each class the items are shuffled and item i of n gets the position
+    (i + u) / n with a random offset u; sorting all items by position spreads
+    each class evenly along the list. Prefixes are then nested subsets.
+    """
+    rng = random.Random(seed)
+    by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for ex in examples:
+        by_label[ex["label"]].append(ex)
+    keyed = []
+    for label in sorted(by_label):
+        items = by_label[label][:]
+        rng.shuffle(items)
+        u = rng.random()
+        n = len(items)
+        keyed += [((i + u) / n, rng.random(), ex) for i, ex in enumerate(items)]
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    return [ex for _, _, ex in keyed]
+
+
+def make_splits(cfg: ExperimentConfig) -> Splits:
+    examples = load_examples(cfg, cfg.data.source)
+    if cfg.data.test_file:
+        test = load_examples(cfg, cfg.data.test_file)
+        test_texts = {_key(ex) for ex in test}
+        pool = [ex for ex in examples if _key(ex) not in test_texts]
+    else:
+        if cfg.data.test_size >= len(examples):
+            raise ConfigError(f"data.test_size={cfg.data.test_size} leaves nothing to train on "
+                              f"({len(examples)} examples)")
+        ordered = stratified_order(examples, seed=cfg.data.split_seed)
+        test, pool = ordered[: cfg.data.test_size], ordered[cfg.data.test_size:]
+    biggest = max(cfg.train_sizes)
+    if biggest > len(pool):
+        raise ConfigError(f"train_sizes: {biggest} is larger than the {len(pool)} examples left "
+                          "for training after the test set; lower it or bring more data")
+    return Splits(pool=pool, test=test)
+
+
+def _key(ex: dict[str, str]) -> tuple:
+    return (ex["text"], ex.get("entity1", ""), ex.get("entity2", ""))
+
+
+def train_subset(splits: Splits, size: int, seed: int) -> list[dict[str, str]]:
+    """The first `size` examples of the seed's stratified order (nested across sizes)."""
+    return stratified_order(splits.pool, seed=seed)[:size]
+
+
+def dataset_name(experiment: str, size: int, seed: int) -> str:
+    return f"{experiment}__n{size}_seed{seed}"
+
+
+def to_alpaca(cfg: ExperimentConfig, examples: list[dict[str, str]]) -> list[dict[str, str]]:
+    # The whole prompt goes into `instruction` with an empty `input`, so the
+    # user turn LLaMA-Factory builds is exactly the text the scorer sends.
+    return [{"instruction": render_prompt(cfg.task, ex), "input": "", "output": ex["label"]} for ex in examples]
+
+
+def _write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+
+
+def prepare_data(cfg: ExperimentConfig) -> Splits:
+    """Write test + train subsets under data/<experiment>/ and register them."""
+    splits = make_splits(cfg)
+    out = data_dir(cfg.name)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "test.json", splits.test)
+    root = repo_root()
+    entries = {}
+    for seed in cfg.seeds:
+        order = stratified_order(splits.pool, seed=seed)
+        for size in cfg.train_sizes:
+            name = dataset_name(cfg.name, size, seed)
+            path = out / f"train_n{size}_seed{seed}.json"
+            _write_json(path, to_alpaca(cfg, order[:size]))
+            entries[name] = {"file_name": str(path.relative_to(root)),
+                             "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+    register_datasets(root / "dataset_info.json", entries)
+    counts = Counter(ex["label"] for ex in splits.test)
+    log.info("data: %d test examples (%d labels), %d in the training pool, %d train files in %s",
+             len(splits.test), len(counts), len(splits.pool), len(entries), out)
+    return splits
+
+
+def register_datasets(path: Path, entries: dict[str, dict]) -> None:
+    """Merge entries into LLaMA-Factory's dataset registry, keeping the others."""
+    info = {}
+    if path.is_file():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e.msg}); fix or delete it") from None
+    info.update(entries)
+    _write_json(path, dict(sorted(info.items())))
+
+
+def load_test(cfg: ExperimentConfig) -> list[dict[str, str]]:
+    path = data_dir(cfg.name) / "test.json"
+    if not path.is_file():
+        return prepare_data(cfg).test
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,155 @@
+"""Training: one `llamafactory-cli train <run>/train.yaml` per unfinished run.
+
+A run is finished when `train_result.json` exists; it is written atomically,
+last, after the adapter is on disk. A failed run leaves `train_failed.json`
+with its exit code and log tail, and the sweep goes on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from .config import ExperimentConfig
+from .io import atomic_write_json, atomic_write_text, read_json
+from .paths import env_python, repo_root, resolve_model_path
+from .plan import RunSpec, train_runs
+from .procs import Child, install_cleanup, log_tail
+from .splits import prepare_data
+
+log = logging.getLogger(__name__)
+
+RESULT = "train_result.json"
+FAILED = "train_failed.json"
+ADAPTER = "adapter"
+
+
+def llamafactory_cli(cfg: ExperimentConfig) -> list[str]:
+    if cfg.train.llamafactory_cli:
+        return [cfg.train.llamafactory_cli]
+    return [str(env_python("train").parent / "llamafactory-cli")]
+
+
+def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
+    model = cfg.model(run.model)
+    args = cfg.train.resolved_args()
+    args.update({
+        "model_name_or_path": str(resolve_model_path(model.path)),
+        "template": model.template,
+        "dataset_dir": str(repo_root()),
+        "dataset": run.dataset,
+        "output_dir": str(run.folder() / ADAPTER),
+        "seed": run.seed,
+        "data_seed": run.seed,
+    })
+    return args
+
+
+def is_trained(run: RunSpec) -> bool:
+    return (run.folder() / RESULT).is_file()
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true",
+                "DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@dataclass
+class TrainSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def text(self) -> str:
+        lines = [f"train summary: {len(self.done)} trained, {len(self.skipped)} already finished, "
+                 f"{len(self.failed)} failed, {self.wall_s / 60:.1f} min"]
+        for rid, why in self.failed.items():
+            lines.append(f"  FAILED {rid}: {why}")
+        return "\n".join(lines)
+
+
+def train_one(cfg: ExperimentConfig, run: RunSpec) -> dict:
+    """Train one run; returns its result record or raises RuntimeError."""
+    folder = run.folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FAILED).unlink(missing_ok=True)
+    shutil.rmtree(folder / ADAPTER, ignore_errors=True)   # a partial adapter from a killed run
+    args = resolved_train_yaml(cfg, run)
+    yaml_path = folder / "train.yaml"
+    atomic_write_text(yaml_path, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
+    log_path = folder / "train.log"
+    log_path.unlink(missing_ok=True)
+    argv = llamafactory_cli(cfg) + ["train", str(yaml_path)]
+    t0 = time.time()
+    with Child(argv, log_path, env=_child_env(), cwd=folder) as child:
+        rc = child.wait(timeout=cfg.train.timeout_s)
+    wall = time.time() - t0
+    adapter = folder / ADAPTER
+    if rc != 0:
+        why = "timed out" if rc == -9 else f"exit code {rc}"
+        raise RuntimeError(f"llamafactory-cli {why}; see {log_path}\n{log_tail(log_path)}")
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise RuntimeError(f"training ended without an adapter in {adapter}; see {log_path}\n{log_tail(log_path)}")
+    lf = {}
+    if (adapter / "train_results.json").is_file():
+        lf = read_json(adapter / "train_results.json")
+    result = {
+        "run_id": run.run_id, "model": run.model, "size": run.size, "seed": run.seed,
+        "train_wall_s": round(wall, 2),
+        "train_runtime_s": lf.get("train_runtime"),
+        "train_samples_per_s": lf.get("train_samples_per_second"),
+        "train_loss": lf.get("train_loss"),
+        "epochs": args.get("num_train_epochs"),
+        "lora_rank": args.get("lora_rank"),
+        "adapter": str(adapter),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_json(folder / RESULT, result)   # the "finished" marker, written last
+    return result
+
+
+def run_training(cfg: ExperimentConfig, retry_failed: bool = True) -> TrainSummary:
+    install_cleanup()
+    prepare_data(cfg)
+    summary = TrainSummary()
+    t0 = time.time()
+    runs = train_runs(cfg)
+    todo = []
+    for r in runs:
+        if is_trained(r):
+            summary.skipped.append(r.run_id)
+        elif (r.folder() / FAILED).is_file() and not retry_failed:
+            summary.failed[r.run_id] = "failed earlier (use --retry-failed)"
+        else:
+            todo.append(r)
+    log.info("train: %d run(s) to train, %d already finished", len(todo), len(summary.skipped))
+    for run in tqdm(todo, desc="training runs", unit="run", dynamic_ncols=True):
+        log.info("train %s: starting (log %s)", run.run_id, run.folder() / "train.log")
+        try:
+            res = train_one(cfg, run)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            summary.failed[run.run_id] = first
+            atomic_write_json(run.folder() / FAILED, {"run_id": run.run_id, "error": str(e),
+                                                      "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            log.error("train %s: FAILED: %s", run.run_id, e)
+            continue
+        summary.done.append(run.run_id)
+        log.info("train %s: done in %.0f s (%.2f samples/s, loss %s)", run.run_id, res["train_wall_s"],
+                 res["train_samples_per_s"] or 0.0, res["train_loss"])
+    summary.wall_s = time.time() - t0
+    return summary
+
+
+def adapter_dir(run: RunSpec) -> Path:
+    return run.folder() / ADAPTER
