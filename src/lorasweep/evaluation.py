@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import ExperimentConfig
-from .paths import repo_root
+from .paths import checkout_root
 from .plan import RunSpec, eval_runs
 from .procs import install_cleanup
 from .results import collect_results
@@ -85,7 +85,7 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
 
 
 def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec]) -> int:
-    argv = [sys.executable, str(repo_root() / "infer_eval.py"), str(cfg.path), "--base-url", srv.base_url,
+    argv = [sys.executable, str(checkout_root() / "infer_eval.py"), str(cfg.path), "--base-url", srv.base_url,
             "--runs", *[r.run_id for r in runs]]
     for item in cfg._set_args:
         argv += ["--set", item]

@@ -23,6 +23,11 @@ def repo_root() -> Path:
     return Path.cwd().resolve()
 
 
+def checkout_root() -> Path:
+    """The lorasweep checkout this package runs from (infer_eval.py, analysis.ipynb, shell/)."""
+    return Path(__file__).resolve().parents[2]
+
+
 def cache_home() -> Path:
     return Path(os.environ.get("LORASWEEP_HOME", Path.home() / ".cache" / "lorasweep")).expanduser()
 

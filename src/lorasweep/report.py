@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .config import ExperimentConfig
-from .paths import experiment_dir, repo_root
+from .paths import checkout_root, experiment_dir, repo_root
 
 log = logging.getLogger(__name__)
 
@@ -17,14 +17,14 @@ def run_notebook(cfg: ExperimentConfig, notebook: Path | None = None, timeout_s:
     import nbformat
     from nbclient import NotebookClient
 
-    nb_path = notebook or repo_root() / "analysis.ipynb"
+    nb_path = notebook or checkout_root() / "analysis.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     out = experiment_dir(cfg.name) / "analysis.ipynb"
     os.environ["LORASWEEP_EXPERIMENT"] = str(cfg.path)
     os.environ["LORASWEEP_ROOT"] = str(repo_root())
     t0 = time.time()
     NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
-                   resources={"metadata": {"path": str(repo_root())}}).execute()
+                   resources={"metadata": {"path": str(checkout_root())}}).execute()
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
     log.info("notebook: executed in %.0f s -> %s (figures in %s)", time.time() - t0, out,

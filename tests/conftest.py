@@ -1,0 +1,38 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lorasweep.demo_data import LABELS as DEMO_LABELS  # noqa: E402
+
+DEMO_PROMPT = "关系分类：{labels}\n句子：{text}\n人物：{entity1}、{entity2}\n关系："
+
+
+def write_experiment(path: Path, **over) -> Path:
+    import yaml
+
+    cfg = {
+        "name": path.stem,
+        "task": {"type": "relation_classification", "labels": list(DEMO_LABELS), "prompt": DEMO_PROMPT},
+        "data": {"source": "generate:people_relations", "generate_size": 200, "test_size": 30},
+        "models": [{"name": "m1", "path": "embedded:gemma-3-270m", "template": "gemma"}],
+        "train_sizes": [10, 20],
+        "seeds": [1],
+    }
+    for k, v in over.items():
+        cfg[k] = v
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A repository root of its own: experiments/, data/, dataset_info.json under tmp."""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("LORASWEEP_ROOT", str(tmp_path))
+    return tmp_path

@@ -1,0 +1,85 @@
+import pytest
+
+from lorasweep.config import ConfigError, load_config, parse_overrides
+from conftest import write_experiment
+
+
+def test_loads_and_sorts_sizes(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[500, 100])
+    cfg = load_config(p)
+    assert cfg.name == "x"
+    assert cfg.train_sizes == [100, 500]
+    assert cfg.train.resolved_args()["finetuning_type"] == "lora"
+
+
+def test_unknown_key_did_you_mean(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml", train_size=[1])
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "unknown key 'train_size'; did you mean 'train_sizes'?" in str(e.value)
+
+
+def test_unknown_nested_key_did_you_mean(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml",
+                         eval={"decodng": "free"})
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "eval.decodng: unknown key 'decodng'; did you mean 'decoding'?" in str(e.value)
+
+
+def test_train_args_pass_through_any_key(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml",
+                         train={"args": {"lora_rank": 16, "some_future_llamafactory_key": 3}})
+    args = load_config(p).train.resolved_args()
+    assert args["lora_rank"] == 16 and args["some_future_llamafactory_key"] == 3
+
+
+def test_managed_train_keys_rejected(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml", train={"args": {"output_dir": "/tmp/x"}})
+    with pytest.raises(ConfigError, match="set by lorasweep per run"):
+        load_config(p)
+
+
+def test_command_line_overrides_win(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml")
+    cfg = load_config(p, set_args=["seeds=[3,4]", "train.args.num_train_epochs=5", "eval.decoding=constrained"])
+    assert cfg.seeds == [3, 4]
+    assert cfg.train.resolved_args()["num_train_epochs"] == 5
+    assert cfg.eval.decoding == "constrained"
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"train_sizes": [0, 10]}, "train sizes must be positive"),
+    ({"train_sizes": [10, 10]}, "duplicate train sizes"),
+    ({"seeds": [1, 1]}, "duplicate seeds"),
+    ({"models": []}, "at least one model"),
+    ({"task": {"type": "relation_classification", "labels": ["a", "b"], "prompt": "{text}"}}, "must contain {entity1}"),
+    ({"task": {"labels": ["a", "a"], "prompt": "{text}"}}, "duplicate labels"),
+    ({"eval": {"decoding": "greedy"}}, "eval.decoding"),
+    ({"name": "bad name/.."}, "must be letters"),
+])
+def test_bad_values_are_explained(sandbox, over, msg):
+    p = write_experiment(sandbox / "experiments" / "x.yaml", **over)
+    with pytest.raises(ConfigError, match=msg):
+        load_config(p)
+
+
+def test_missing_file_and_bad_yaml(sandbox):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(sandbox / "nope.yaml")
+    bad = sandbox / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a.b": 3, "c": [1, 2], "d": "text"}
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])
+
+
+def test_demo_config_is_valid():
+    from conftest import ROOT
+    cfg = load_config(ROOT / "experiments" / "demo.yaml")
+    assert len(cfg.train_sizes) >= 3 and cfg.data.test_size >= 150

@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lorasweep.procs import Child, log_tail
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_child_group_is_killed_with_grandchildren(tmp_path):
+    script = ("import subprocess, sys, time;"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+              "print(p.pid, flush=True); time.sleep(60)")
+    log = tmp_path / "c.log"
+    with Child([sys.executable, "-c", script], log) as c:
+        deadline = time.time() + 10
+        while time.time() < deadline and not log.read_text().strip():
+            time.sleep(0.1)
+        grandchild = int(log.read_text().split()[0])
+        assert _alive(c.pid) and _alive(grandchild)
+    time.sleep(0.5)
+    assert not _alive(grandchild)
+
+
+def test_wait_timeout_kills(tmp_path):
+    c = Child([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "l.log")
+    t0 = time.time()
+    assert c.wait(timeout=0.5) == -9
+    assert time.time() - t0 < 15
+
+
+def test_shell_strings_refused(tmp_path):
+    with pytest.raises(TypeError):
+        Child("echo hi", tmp_path / "x.log")
+
+
+def test_log_tail_keeps_last_progress_state(tmp_path):
+    p = tmp_path / "t.log"
+    p.write_text("a\nb\r50%\r100%\nc\n")
+    assert log_tail(p, 2) == "100%\nc"
+
+
+def test_sigterm_to_harness_leaves_no_child(tmp_path):
+    """A harness process killed with SIGTERM takes its child group down with it."""
+    code = ("import sys, time; sys.path.insert(0, %r);"
+            "from lorasweep.procs import Child, install_cleanup; install_cleanup();"
+            "c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], %r);"
+            "print(c.pid, flush=True); c.wait()") % (str(os.path.join(os.path.dirname(__file__), "..", "src")),
+                                                       str(tmp_path / "x.log"))
+    h = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(h.stdout.readline())
+    assert _alive(child)
+    h.terminate()
+    h.wait(timeout=20)
+    time.sleep(0.3)
+    assert not _alive(child)

@@ -1,0 +1,91 @@
+import json
+from collections import Counter
+
+import pytest
+
+from lorasweep import demo_data
+from lorasweep.config import ConfigError, load_config
+from lorasweep.splits import make_splits, prepare_data, stratified_order, train_subset
+from conftest import write_experiment
+
+
+def test_generator_is_deterministic_and_varied():
+    a, b = demo_data.generate(300, seed=5), demo_data.generate(300, seed=5)
+    assert a == b
+    assert a != demo_data.generate(300, seed=6)
+    assert len({ex["text"] for ex in a}) == 300
+    assert set(ex["label"] for ex in a) == set(demo_data.LABELS)
+    # The asked names always appear in the sentence.
+    assert all(ex["entity1"] in ex["text"] and ex["entity2"] in ex["text"] for ex in a)
+
+
+def test_stratified_prefixes_are_balanced():
+    exs = [{"text": str(i), "label": "a" if i % 4 else "b"} for i in range(400)]  # 75% a, 25% b
+    order = stratified_order(exs, seed=1)
+    for k in (20, 100, 200):
+        c = Counter(ex["label"] for ex in order[:k])
+        assert abs(c["b"] - k / 4) <= 1
+
+
+def _cfg(sandbox, **over):
+    return load_config(write_experiment(sandbox / "experiments" / "x.yaml", **over))
+
+
+def test_nested_disjoint_seeded(sandbox):
+    cfg = _cfg(sandbox, task={"type": "relation_classification", "labels": demo_data.LABELS,
+                              "prompt": "{text}{entity1}{entity2}"}, train_sizes=[20, 60])
+    sp = make_splits(cfg)
+    test_keys = {ex["text"] for ex in sp.test}
+    small, big = train_subset(sp, 20, 1), train_subset(sp, 60, 1)
+    assert [ex["text"] for ex in small] == [ex["text"] for ex in big[:20]]   # nested
+    assert not test_keys & {ex["text"] for ex in big}                       # disjoint from test
+    assert train_subset(sp, 60, 2) != big                                   # seed changes the sample
+    assert make_splits(cfg).test == sp.test                                 # test set fixed
+
+
+def test_prepare_writes_alpaca_and_registry(sandbox):
+    cfg = _cfg(sandbox, task={"type": "relation_classification", "labels": demo_data.LABELS,
+                              "prompt": "标签：{labels}\n{text}\n{entity1}/{entity2}"})
+    prepare_data(cfg)
+    info = json.loads((sandbox / "dataset_info.json").read_text())
+    assert set(info) == {"x__n10_seed1", "x__n20_seed1"}
+    rows = json.loads((sandbox / info["x__n10_seed1"]["file_name"]).read_text())
+    assert len(rows) == 10 and rows[0]["input"] == "" and rows[0]["output"] in demo_data.LABELS
+    assert rows[0]["instruction"].startswith("标签：夫妻、父母")
+    # Other registered datasets are kept.
+    info["mine"] = {"file_name": "x.json"}
+    (sandbox / "dataset_info.json").write_text(json.dumps(info))
+    prepare_data(cfg)
+    assert "mine" in json.loads((sandbox / "dataset_info.json").read_text())
+
+
+def test_user_data_jsonl_csv_with_columns(sandbox):
+    rows = [{"sentence": f"句子{i}", "cls": "a" if i % 2 else "b"} for i in range(40)]
+    (sandbox / "data" / "mine.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    cfg = _cfg(sandbox, task={"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"},
+               data={"source": "data/mine.jsonl", "test_size": 10, "text_column": "sentence", "label_column": "cls"})
+    sp = make_splits(cfg)
+    assert len(sp.test) == 10 and len(sp.pool) == 30
+    (sandbox / "data" / "mine.csv").write_text("sentence,cls\n" + "\n".join(f"{r['sentence']},{r['cls']}" for r in rows))
+    cfg2 = _cfg(sandbox, task={"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"},
+                data={"source": "data/mine.csv", "test_size": 10, "text_column": "sentence", "label_column": "cls"})
+    assert len(make_splits(cfg2).pool) == 30
+
+
+@pytest.mark.parametrize("rows,over,msg", [
+    ([{"text": "x", "label": "zz"}] * 5, {}, "labels not in task.labels"),
+    ([{"txt": "x", "label": "a"}] * 5, {}, "lacks column"),
+    ([{"text": f"t{i}", "label": "a"} for i in range(20)], {"train_sizes": [50]}, "larger than the"),
+])
+def test_bad_data_is_explained(sandbox, rows, over, msg):
+    (sandbox / "data" / "d.json").write_text(json.dumps(rows))
+    cfg = _cfg(sandbox, task={"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"},
+               data={"source": "data/d.json", "test_size": 5}, **over)
+    with pytest.raises(ConfigError, match=msg):
+        make_splits(cfg)
+
+
+def test_missing_data_file(sandbox):
+    cfg = _cfg(sandbox, data={"source": "data/none.jsonl"})
+    with pytest.raises(ConfigError, match="file not found"):
+        make_splits(cfg)

@@ -1,0 +1,58 @@
+"""Training orchestration with a stand-in llamafactory-cli (a small script):
+the real one runs in tests/e2e."""
+import json
+import stat
+
+import yaml
+
+from lorasweep.config import load_config
+from lorasweep.plan import train_runs
+from lorasweep.train import FAILED, RESULT, resolved_train_yaml, run_training
+from conftest import write_experiment
+
+FAKE_CLI = """#!/usr/bin/env python3
+import json, sys, yaml, pathlib
+args = yaml.safe_load(open(sys.argv[2]))
+print("fake training", args["dataset"])
+if args["dataset"].endswith("n20_seed1"):
+    print("CUDA out of memory (pretend)"); sys.exit(3)
+out = pathlib.Path(args["output_dir"]); out.mkdir(parents=True, exist_ok=True)
+(out / "adapter_model.safetensors").write_bytes(b"x")
+(out / "train_results.json").write_text(json.dumps({"train_runtime": 1.0, "train_samples_per_second": 10.0, "train_loss": 0.5}))
+"""
+
+
+def _cfg(sandbox, tmp_path):
+    cli = tmp_path / "fake-cli"
+    cli.write_text(FAKE_CLI.replace("#!/usr/bin/env python3", "#!" + __import__("sys").executable))
+    cli.chmod(cli.stat().st_mode | stat.S_IEXEC)
+    return load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30],
+                                        train={"llamafactory_cli": str(cli)}))
+
+
+def test_resolved_yaml(sandbox, tmp_path):
+    cfg = _cfg(sandbox, tmp_path)
+    run = train_runs(cfg)[0]
+    args = resolved_train_yaml(cfg, run)
+    assert args["dataset"] == "x__n10_seed1" and args["seed"] == 1 and args["template"] == "gemma"
+    assert args["output_dir"] == str(run.folder() / "adapter")
+    assert args["dataset_dir"] == str(sandbox)
+
+
+def test_failed_run_recorded_and_sweep_goes_on_then_skips_finished(sandbox, tmp_path):
+    cfg = _cfg(sandbox, tmp_path)
+    s = run_training(cfg)
+    assert sorted(s.done) == ["m1__n10__seed1", "m1__n30__seed1"]
+    assert list(s.failed) == ["m1__n20__seed1"] and "exit code 3" in s.failed["m1__n20__seed1"]
+    runs = {r.run_id: r for r in train_runs(cfg)}
+    failed = json.loads((runs["m1__n20__seed1"].folder() / FAILED).read_text())
+    assert "CUDA out of memory (pretend)" in failed["error"]       # the log tail is kept
+    assert not (runs["m1__n20__seed1"].folder() / RESULT).exists()
+    assert yaml.safe_load((runs["m1__n10__seed1"].folder() / "train.yaml").read_text())["seed"] == 1
+    finished = (runs["m1__n10__seed1"].folder() / RESULT).read_text()
+    # Second pass: finished runs untouched, the failed one retried (fails again).
+    s2 = run_training(cfg)
+    assert sorted(s2.skipped) == ["m1__n10__seed1", "m1__n30__seed1"] and list(s2.failed) == ["m1__n20__seed1"]
+    assert (runs["m1__n10__seed1"].folder() / RESULT).read_text() == finished
+    s3 = run_training(cfg, retry_failed=False)
+    assert s3.failed["m1__n20__seed1"].startswith("failed earlier") and not s3.done
