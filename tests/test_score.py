@@ -1,0 +1,100 @@
+"""The scoring client against a small stand-in OpenAI-compatible server
+(the real vLLM server is exercised in tests/e2e)."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lorasweep.config import load_config
+from lorasweep.metrics import INVALID
+from lorasweep.plan import eval_runs
+from lorasweep.score import is_scored, score_runs
+from lorasweep.splits import prepare_data
+from conftest import write_experiment
+
+
+class FakeServer:
+    def __init__(self, answer):
+        self.requests = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.headers.get("Authorization"), body))
+                text = answer(body)
+                out = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                  "choices": [{"index": 0, "finish_reason": "stop",
+                                               "message": {"role": "assistant", "content": text}}],
+                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def cfg(sandbox):
+    c = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10]))
+    prepare_data(c)
+    return c
+
+
+def _test(cfg):
+    return json.loads((cfg.path.parent.parent / "data" / "x" / "test.json").read_text())
+
+
+def test_scores_every_example_with_stop_ids_and_key(cfg, monkeypatch):
+    # A proxy in the environment must not be used for 127.0.0.1.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    test = _test(cfg)
+    gold = {ex["text"]: ex["label"] for ex in test}
+
+    def answer(body):
+        text = body["messages"][0]["content"]
+        hit = next(lab for t, lab in gold.items() if t in text)
+        # Adapter answers right with trailing noise; the base model rambles.
+        return hit + "。" if body["model"] != "m1" else "我不知道"
+
+    srv = FakeServer(answer)
+    try:
+        runs = eval_runs(cfg)
+        res = score_runs(cfg, runs, test, srv.url, "secret")
+    finally:
+        srv.close()
+    assert len(srv.requests) == 2 * len(test)
+    auth, body = srv.requests[0]
+    assert auth == "Bearer secret"
+    assert body["temperature"] == 0 and body["stop_token_ids"] == [106]
+    assert "structured_outputs" not in body
+    assert body.get("max_completion_tokens", body.get("max_tokens")) == max(len(x) for x in cfg.task.labels) + 4
+    base, tuned = res["m1__n0__base"], res["m1__n10__seed1"]
+    assert base.metrics["invalid"] == len(test) and set(base.predictions) == {INVALID}
+    assert tuned.metrics["accuracy"] == 1.0 and tuned.metrics["invalid"] == 0
+    assert all(is_scored(r) for r in runs)
+    lines = (runs[1].folder() / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == len(test) and json.loads(lines[0])["raw"].endswith("。")
+
+
+def test_constrained_decoding_sends_the_label_list(cfg):
+    cfg.eval.decoding = "constrained"
+    srv = FakeServer(lambda body: body["structured_outputs"]["choice"][0])
+    try:
+        res = score_runs(cfg, eval_runs(cfg)[:1], _test(cfg)[:5], srv.url, "k")
+    finally:
+        srv.close()
+    assert srv.requests[0][1]["structured_outputs"] == {"choice": cfg.task.labels}
+    assert res["m1__n0__base"].metrics["invalid"] == 0
