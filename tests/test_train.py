@@ -26,7 +26,11 @@ def _cfg(sandbox, tmp_path):
     cli = tmp_path / "fake-cli"
     cli.write_text(FAKE_CLI.replace("#!/usr/bin/env python3", "#!" + __import__("sys").executable))
     cli.chmod(cli.stat().st_mode | stat.S_IEXEC)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
     return load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30],
+                                        models=[{"name": "m1", "path": str(model), "template": "gemma"}],
                                         train={"llamafactory_cli": str(cli)}))
 
 
@@ -56,3 +60,19 @@ def test_failed_run_recorded_and_sweep_goes_on_then_skips_finished(sandbox, tmp_
     assert (runs["m1__n10__seed1"].folder() / RESULT).read_text() == finished
     s3 = run_training(cfg, retry_failed=False)
     assert s3.failed["m1__n20__seed1"].startswith("failed earlier") and not s3.done
+
+
+def test_preflight_reports_missing_model_and_cli_together(sandbox, tmp_path):
+    import pytest
+
+    from lorasweep.config import ConfigError
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml",
+                                       models=[{"name": "m", "path": str(tmp_path / "nomodel"), "template": "qwen"}],
+                                       train={"llamafactory_cli": str(tmp_path / "no-cli")}))
+    with pytest.raises(ConfigError) as e:
+        run_training(cfg)
+    msg = str(e.value)
+    assert "2 problem(s) found before train" in msg
+    assert "no checkpoint at" in msg and "no-cli not found" in msg
+    assert not (sandbox / "experiments" / "x" / "runs").exists()   # nothing started

@@ -9,15 +9,19 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
+from .check import preflight
 from .config import ExperimentConfig
 from .paths import checkout_root
 from .plan import RunSpec, eval_runs
 from .procs import install_cleanup
 from .results import collect_results
 from .score import is_scored
-from .serve import ServerError, VLLMServer
+from .io import atomic_write_json
+from .paths import resolve_model_path
+from .serve import ServerError, VLLMServer, served_name
 from .splits import load_test
 from .train import adapter_dir, is_trained
 
@@ -42,6 +46,7 @@ class EvalSummary:
 
 def run_eval(cfg: ExperimentConfig) -> EvalSummary:
     install_cleanup()
+    preflight(cfg, "eval")
     t0 = time.time()
     summary = EvalSummary()
     test = load_test(cfg)
@@ -68,11 +73,18 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
         try:
             with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks)) as srv:
                 summary.server_start_s[model.name] = round(srv.started_s, 1)
+                if cfg.eval.check_parity and any_trained:
+                    _check_parity(cfg, srv, model, test[0], any_trained[0])
                 rc = _score_with_client(cfg, srv, runs)
         except ServerError as e:
             log.error("eval %s: %s", model.name, e)
             for r in runs:
                 summary.failed[r.run_id] = "server failed to start"
+            continue
+        except ParityError as e:
+            log.error("eval %s: %s", model.name, e)
+            for r in runs:
+                summary.failed[r.run_id] = "train/serve parity check failed"
             continue
         for r in runs:
             if is_scored(r):
@@ -82,6 +94,37 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
     collect_results(cfg)
     summary.wall_s = time.time() - t0
     return summary
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, example: dict, trained_run: RunSpec) -> None:
+    """Compare the ids the server builds for a test prompt with LLaMA-Factory's; stop on a mismatch."""
+    from .parity import compare, served_prompt_ids, training_encoding
+    from .prompts import render_prompt
+    from .train import llamafactory_cli
+
+    cli = Path(llamafactory_cli(cfg)[0])
+    train_py = cli.parent / "python"
+    if not train_py.is_file():
+        log.warning("parity %s: no training-environment python next to %s; parity not checked", model.name, cli)
+        return
+    prompt = render_prompt(cfg.task, example)
+    trained = training_encoding(str(train_py), str(resolve_model_path(model.path)), model.template, prompt,
+                                example["label"])
+    served = served_prompt_ids(srv.base_url, srv.api_key, served_name(trained_run), prompt)
+    report = compare(trained, served, model.resolved_stop_token_ids())
+    out = trained_run.folder().parents[1] / "parity.json"
+    atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
+    if not report["ok"]:
+        raise ParityError(f"train/serve parity failed (see {out}): prompt identical: {report['prompt_identical']} "
+                          f"(first difference at token {report['first_difference_at']}), answer end token "
+                          f"{report['answer_end_token']} in stop_token_ids {report['stop_token_ids']}: "
+                          f"{report['stops_at_answer_end']}")
+    log.info("parity %s: the served prompt is the trained one (%d tokens identical); answers end at token %s",
+             model.name, report["prompt_tokens"], report["answer_end_token"])
 
 
 def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec]) -> int:

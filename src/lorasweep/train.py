@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from .check import preflight
 from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_text, read_json
 from .paths import env_python, repo_root, resolve_model_path
@@ -120,6 +121,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec) -> dict:
 
 def run_training(cfg: ExperimentConfig, retry_failed: bool = True) -> TrainSummary:
     install_cleanup()
+    preflight(cfg, "train")
     prepare_data(cfg)
     summary = TrainSummary()
     t0 = time.time()
