@@ -58,6 +58,7 @@ def test_failed_run_recorded_and_sweep_goes_on_then_skips_finished(sandbox, tmp_
     s2 = run_training(cfg)
     assert sorted(s2.skipped) == ["m1__n10__seed1", "m1__n30__seed1"] and list(s2.failed) == ["m1__n20__seed1"]
     assert (runs["m1__n10__seed1"].folder() / RESULT).read_text() == finished
+    assert json.loads(finished)["fingerprint"]
     s3 = run_training(cfg, retry_failed=False)
     assert s3.failed["m1__n20__seed1"].startswith("failed earlier") and not s3.done
 
@@ -76,3 +77,12 @@ def test_preflight_reports_missing_model_and_cli_together(sandbox, tmp_path):
     assert "2 problem(s) found before train" in msg
     assert "no checkpoint at" in msg and "no-cli not found" in msg
     assert not (sandbox / "experiments" / "x" / "runs").exists()   # nothing started
+
+
+def test_changed_config_warns_and_keeps_finished_run(sandbox, tmp_path, caplog):
+    cfg = _cfg(sandbox, tmp_path)
+    run_training(cfg)
+    cfg2 = load_config(cfg.path, set_args=["train.args.learning_rate=0.1"])
+    s = run_training(cfg2)
+    assert "m1__n10__seed1" in s.skipped
+    assert "finished earlier with a different config" in caplog.text

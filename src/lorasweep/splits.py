@@ -152,6 +152,10 @@ def dataset_name(experiment: str, size: int, seed: int) -> str:
     return f"{experiment}__n{size}_seed{seed}"
 
 
+def dataset_path(experiment: str, size: int, seed: int) -> Path:
+    return data_dir(experiment) / f"train_n{size}_seed{seed}.json"
+
+
 def to_alpaca(cfg: ExperimentConfig, examples: list[dict[str, str]]) -> list[dict[str, str]]:
     # The whole prompt goes into `instruction` with an empty `input`, so the
     # user turn LLaMA-Factory builds is exactly the text the scorer sends.
@@ -174,7 +178,7 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
         order = stratified_order(splits.pool, seed=seed)
         for size in cfg.train_sizes:
             name = dataset_name(cfg.name, size, seed)
-            path = out / f"train_n{size}_seed{seed}.json"
+            path = dataset_path(cfg.name, size, seed)
             _write_json(path, to_alpaca(cfg, order[:size]))
             entries[name] = {"file_name": str(path.relative_to(root)),
                              "columns": {"prompt": "instruction", "query": "input", "response": "output"}}

@@ -56,6 +56,20 @@ def is_trained(run: RunSpec) -> bool:
     return (run.folder() / RESULT).is_file()
 
 
+def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
+    """Hash of what defines a run: its resolved LLaMA-Factory config and its training data."""
+    import hashlib
+    import json
+
+    from .splits import dataset_path
+
+    h = hashlib.sha256(json.dumps(resolved_train_yaml(cfg, run), sort_keys=True, default=str).encode())
+    data = dataset_path(cfg.name, run.size, run.seed)
+    if data.is_file():
+        h.update(data.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -113,6 +127,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec) -> dict:
         "epochs": args.get("num_train_epochs"),
         "lora_rank": args.get("lora_rank"),
         "adapter": str(adapter),
+        "fingerprint": fingerprint(cfg, run),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write_json(folder / RESULT, result)   # the "finished" marker, written last
@@ -130,6 +145,10 @@ def run_training(cfg: ExperimentConfig, retry_failed: bool = True) -> TrainSumma
     for r in runs:
         if is_trained(r):
             summary.skipped.append(r.run_id)
+            old = read_json(r.folder() / RESULT).get("fingerprint")
+            if old and old != fingerprint(cfg, r):
+                log.warning("train %s: finished earlier with a different config or data; keeping it. "
+                            "Delete %s to train it again.", r.run_id, r.folder())
         elif (r.folder() / FAILED).is_file() and not retry_failed:
             summary.failed[r.run_id] = "failed earlier (use --retry-failed)"
         else:
