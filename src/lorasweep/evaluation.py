@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .check import preflight
 from .config import ExperimentConfig
 from .paths import checkout_root
-from .plan import RunSpec, eval_runs
+from .plan import RunSpec, baseline_runs, eval_runs
 from .procs import install_cleanup
 from .results import collect_results
 from .score import is_scored
@@ -91,6 +91,13 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
                 summary.scored.append(r.run_id)
             else:
                 summary.failed[r.run_id] = f"infer_eval.py exit code {rc}"
+    if cfg.eval.baselines:
+        from .baselines import run_baselines
+
+        todo = [r.run_id for r in baseline_runs(cfg)]
+        scored = run_baselines(cfg, test)
+        summary.scored += scored
+        summary.skipped += [r for r in todo if r not in scored]
     collect_results(cfg)
     summary.wall_s = time.time() - t0
     return summary

@@ -50,6 +50,15 @@ def eval_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     return base + train_runs(cfg)
 
 
+BASELINE_MODELS = {"tfidf": "baseline-tfidf-logreg"}
+
+
+def baseline_runs(cfg: ExperimentConfig) -> list[RunSpec]:
+    """Classical classifiers trained on the same subsets (scored by eval, in seconds)."""
+    return [RunSpec(cfg.name, BASELINE_MODELS[b], size, seed)
+            for b in cfg.eval.baselines for size in cfg.train_sizes for seed in cfg.seeds]
+
+
 def describe(cfg: ExperimentConfig) -> str:
     runs = train_runs(cfg)
     lines = [f"experiment {cfg.name}: {len(cfg.models)} model(s) x {len(cfg.train_sizes)} size(s) "
@@ -58,4 +67,6 @@ def describe(cfg: ExperimentConfig) -> str:
         lines.append(f"  {r.run_id:40s} {r.folder()}")
     if cfg.eval.include_base:
         lines.append(f"  + {len(cfg.models)} zero-shot base run(s) scored by eval")
+    if cfg.eval.baselines:
+        lines.append(f"  + {len(baseline_runs(cfg))} baseline run(s) ({', '.join(cfg.eval.baselines)}) fitted by eval")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_pickle, atomic_write_text, read_json
 from .paths import experiment_dir
-from .plan import eval_runs
+from .plan import baseline_runs, eval_runs
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def collect_results(cfg: ExperimentConfig):
     import pandas as pd
 
     rows = []
-    for r in eval_runs(cfg):
+    for r in eval_runs(cfg) + baseline_runs(cfg):
         folder = r.folder()
         if not (folder / "metrics.json").is_file():
             continue
