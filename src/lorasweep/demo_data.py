@@ -97,6 +97,11 @@ _TEMPLATES: dict[str, list[str]] = {
 }
 
 
+# Clauses that put a bystander {c} into any sentence.
+_BYSTANDER_PREFIX = ["据{c}回忆，", "{c}介绍说，", "在{c}看来，", "{c}透露，"]
+_BYSTANDER_SUFFIX = ["{c}也在场。", "{c}对此发表了评论。", "此事由{c}首先报道。", "{c}后来提起过这件事。"]
+
+
 def _name(rng: random.Random, taken: set[str]) -> str:
     while True:
         n = rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
@@ -105,13 +110,26 @@ def _name(rng: random.Random, taken: set[str]) -> str:
             return n
 
 
+def _with_bystander(rng: random.Random, tpl: str) -> str:
+    if "{c}" in tpl:
+        return tpl
+    if rng.random() < 0.5:
+        return rng.choice(_BYSTANDER_PREFIX) + tpl
+    return tpl.rstrip("。") + "，" + rng.choice(_BYSTANDER_SUFFIX)
+
+
 def generate(n: int, seed: int = 0) -> list[dict[str, str]]:
     """`n` examples with keys text, entity1, entity2, label; same seed, same data.
 
-    Labels are drawn with the "unknown" class about twice as common as each
-    other class, as in real relation data.
+    Most sentences name three people: a related pair and a bystander. Asked
+    about the pair, the answer is their relation; asked about the bystander
+    and one of the pair, it is "unknown". The same sentence can therefore
+    carry either answer, and only reading which two people the relation
+    links tells them apart. "Unknown" is about twice as common as each other
+    class, as in real relation data.
     """
     rng = random.Random(seed)
+    relations = [lab for lab in LABELS if lab != UNKNOWN]
     weights = [2.0 if lab == UNKNOWN else 1.0 for lab in LABELS]
     seen: set[str] = set()
     out: list[dict[str, str]] = []
@@ -121,15 +139,23 @@ def generate(n: int, seed: int = 0) -> list[dict[str, str]]:
         if attempts > n * 50:
             raise RuntimeError(f"could not generate {n} distinct examples")
         label = rng.choices(LABELS, weights=weights)[0]
-        tpl = rng.choice(_TEMPLATES[label])
         taken: set[str] = set()
         a, b, c = _name(rng, taken), _name(rng, taken), _name(rng, taken)
+        if label == UNKNOWN and rng.random() < 0.7:
+            # A related pair plus a bystander; ask about the bystander.
+            tpl = _with_bystander(rng, rng.choice(_TEMPLATES[rng.choice(relations)]))
+            pair = (c, rng.choice((a, b)))
+        else:
+            tpl = rng.choice(_TEMPLATES[label])
+            if label != UNKNOWN and rng.random() < 0.7:
+                tpl = _with_bystander(rng, tpl)
+            pair = (a, b)
         text = tpl.format(a=a, b=b, c=c, place=rng.choice(_PLACES), year=rng.choice(_YEARS),
                           event=rng.choice(_EVENTS), field=rng.choice(_FIELDS), org=rng.choice(_ORGS))
-        if text in seen:
+        key = (text, *sorted(pair))
+        if key in seen:
             continue
-        seen.add(text)
-        # Ask about the pair in either order.
-        e1, e2 = (a, b) if rng.random() < 0.5 else (b, a)
+        seen.add(key)
+        e1, e2 = pair if rng.random() < 0.5 else pair[::-1]
         out.append({"text": text, "entity1": e1, "entity2": e2, "label": label})
     return out
