@@ -1,0 +1,33 @@
+import subprocess
+import sys
+
+from lorasweep.cli import main
+from conftest import ROOT, write_experiment
+
+
+def test_dry_run_prints_plan_and_resolved_yaml(sandbox, capsys):
+    exp = write_experiment(sandbox / "experiments" / "x.yaml", seeds=[1, 2])
+    assert main(["train", str(exp), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 model(s) x 2 size(s) x 2 seed(s) = 4 training run(s)" in out
+    assert "m1__n20__seed2" in out and "dataset: x__n10_seed1" in out
+    assert not (sandbox / "experiments" / "x").exists()   # nothing written
+
+
+def test_set_overrides_reach_the_plan(sandbox, capsys):
+    exp = write_experiment(sandbox / "experiments" / "x.yaml")
+    assert main(["plan", str(exp), "--set", "train_sizes=[5]"]) == 0
+    assert "= 1 training run(s)" in capsys.readouterr().out
+
+
+def test_config_error_exit_code_and_message(sandbox, capsys):
+    exp = write_experiment(sandbox / "experiments" / "x.yaml", sedes=[1])
+    assert main(["plan", str(exp)]) == 2
+    assert "did you mean 'seeds'?" in capsys.readouterr().err
+
+
+def test_module_entry_point_default_experiment():
+    p = subprocess.run([sys.executable, "-m", "lorasweep", "plan"], cwd=ROOT, capture_output=True, text=True,
+                       env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    assert "experiment demo:" in p.stdout
