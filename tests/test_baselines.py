@@ -16,8 +16,8 @@ def test_tfidf_baseline_learns_the_demo_task_and_improves_with_data(sandbox):
     done = run_baselines(cfg, test)
     assert done == ["baseline-tfidf-logreg__n20__seed1", "baseline-tfidf-logreg__n300__seed1"]
     runs = baseline_runs(cfg)
-    assert all(is_scored(r) for r in runs)
-    small, big = (json.loads((r.folder() / "metrics.json").read_text())["metrics"] for r in runs)
+    assert all(is_scored(r, "classifier") for r in runs)
+    small, big = (json.loads((r.folder() / "metrics.classifier.json").read_text())["metrics"] for r in runs)
     assert big["f1_macro"] > small["f1_macro"]
     assert big["invalid"] == 0 and big["n"] == 150
     assert run_baselines(cfg, test) == []   # finished runs are skipped

@@ -17,3 +17,28 @@ def test_grid_and_ids(sandbox):
     base = [r for r in eval_runs(cfg) if r.is_base]
     assert [b.run_id for b in base] == ["a__n0__base", "b__n0__base"]
     assert "8 training run(s)" in describe(cfg)
+
+
+def test_prompt_axis(sandbox):
+    import json
+
+    from lorasweep.splits import prepare_data
+
+    cfg = load_config(write_experiment(
+        sandbox / "experiments" / "x.yaml",
+        task={"type": "relation_classification", "labels": __import__("conftest").DEMO_LABELS,
+              "prompt": {"short": "{text}|{entity1}|{entity2}", "long": "请判断：{text} {entity1} {entity2} {labels}"}}))
+    runs = train_runs(cfg)
+    assert len(runs) == 2 * 2   # sizes x prompts
+    assert {r.run_id for r in runs} == {"m1__short__n10__seed1", "m1__long__n10__seed1",
+                                        "m1__short__n20__seed1", "m1__long__n20__seed1"}
+    assert runs[0].folder().parts[-4:] == ("m1", "short", "n10", "seed1")
+    assert [r.run_id for r in eval_runs(cfg) if r.is_base] == ["m1__short__n0__base", "m1__long__n0__base"]
+    assert "x 2 prompt(s)" in describe(cfg)
+    prepare_data(cfg)
+    info = json.loads((sandbox / "dataset_info.json").read_text())
+    short = json.loads((sandbox / info["x__short__n10_seed1"]["file_name"]).read_text())
+    long = json.loads((sandbox / info["x__long__n10_seed1"]["file_name"]).read_text())
+    # Same examples, different prompt wording.
+    assert [r["output"] for r in short] == [r["output"] for r in long]
+    assert long[0]["instruction"].startswith("请判断：") and "|" in short[0]["instruction"]

@@ -81,20 +81,27 @@ def test_scores_every_example_with_stop_ids_and_key(cfg, monkeypatch):
     assert body["temperature"] == 0 and body["stop_token_ids"] == [106]
     assert "structured_outputs" not in body
     assert body.get("max_completion_tokens", body.get("max_tokens")) == max(len(x) for x in cfg.task.labels) + 4
-    base, tuned = res["m1__n0__base"], res["m1__n10__seed1"]
+    base, tuned = res[("m1__n0__base", "free")], res[("m1__n10__seed1", "free")]
     assert base.metrics["invalid"] == len(test) and set(base.predictions) == {INVALID}
     assert tuned.metrics["accuracy"] == 1.0 and tuned.metrics["invalid"] == 0
-    assert all(is_scored(r) for r in runs)
-    lines = (runs[1].folder() / "predictions.jsonl").read_text().splitlines()
+    assert all(is_scored(r, "free") for r in runs)
+    lines = (runs[1].folder() / "predictions.free.jsonl").read_text().splitlines()
     assert len(lines) == len(test) and json.loads(lines[0])["raw"].endswith("。")
 
 
-def test_constrained_decoding_sends_the_label_list(cfg):
-    cfg.eval.decoding = "constrained"
-    srv = FakeServer(lambda body: body["structured_outputs"]["choice"][0])
+def test_both_decodings_in_one_pass(cfg):
+    cfg.eval.decoding = ["free", "constrained"]
+    srv = FakeServer(lambda body: body["structured_outputs"]["choice"][0] if "structured_outputs" in body else "??")
     try:
         res = score_runs(cfg, eval_runs(cfg)[:1], _test(cfg)[:5], srv.url, "k")
     finally:
         srv.close()
-    assert srv.requests[0][1]["structured_outputs"] == {"choice": cfg.task.labels}
-    assert res["m1__n0__base"].metrics["invalid"] == 0
+    constrained = [b for _, b in srv.requests if "structured_outputs" in b]
+    assert len(constrained) == 5 and len(srv.requests) == 10
+    assert constrained[0]["structured_outputs"] == {"choice": cfg.task.labels}
+    assert res[("m1__n0__base", "constrained")].metrics["invalid"] == 0
+    assert res[("m1__n0__base", "free")].metrics["invalid"] == 5
+    folder = eval_runs(cfg)[0].folder()
+    assert (folder / "metrics.free.json").is_file() and (folder / "metrics.constrained.json").is_file()
+    # Scored modes are skipped next time.
+    assert score_runs(cfg, eval_runs(cfg)[:1], _test(cfg)[:5], srv.url, "k") == {}

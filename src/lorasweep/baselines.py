@@ -17,6 +17,7 @@ from .score import RunResult, is_scored, write_run_result
 from .splits import make_splits, train_subset
 
 log = logging.getLogger(__name__)
+DECODING = "classifier"   # baselines predict a label directly: one "decoding", always valid
 
 
 
@@ -42,7 +43,7 @@ def _fit_predict_tfidf(train: list[dict], test: list[dict], seed: int) -> list[s
 
 def run_baselines(cfg: ExperimentConfig, test: list[dict]) -> list[str]:
     """Fit and score every unscored baseline run; returns the run ids scored."""
-    runs = [r for r in baseline_runs(cfg) if not is_scored(r)]
+    runs = [r for r in baseline_runs(cfg) if not is_scored(r, DECODING)]
     if not runs:
         return []
     splits = make_splits(cfg)
@@ -54,7 +55,7 @@ def run_baselines(cfg: ExperimentConfig, test: list[dict]) -> list[str]:
         refs = [ex["label"] for ex in test]
         metrics = classification_metrics(preds, refs, cfg.task.labels)
         res = RunResult(run_id=r.run_id, experiment=cfg.name, model=r.model, size=r.size, seed=r.seed,
-                        decoding="classifier", labels=list(cfg.task.labels), references=refs, raw=preds,
+                        decoding=DECODING, task=cfg.task.type, labels=list(cfg.task.labels), references=refs, raw=preds,
                         predictions=preds, metrics=metrics, score_s=round(time.time() - t0, 2))
         write_run_result(r, res, test)
         done.append(r.run_id)

@@ -107,6 +107,8 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("experiment")
     ap.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000/v1")
     ap.add_argument("--runs", nargs="+", required=True, help="run ids to score (see `lorasweep plan`)")
+    ap.add_argument("--decoding", nargs="+", choices=("free", "constrained"),
+                    help="decoding modes to score (default: eval.decoding of the experiment)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -130,7 +132,7 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
         print("error: --runs must all belong to one base model (one server)", file=sys.stderr)
         return 2
     api_key = os.environ.get("LORASWEEP_API_KEY", "EMPTY")
-    score_runs(cfg, runs, load_test(cfg), args.base_url, api_key)
+    score_runs(cfg, runs, load_test(cfg), args.base_url, api_key, decodings=args.decoding)
     return 0
 
 

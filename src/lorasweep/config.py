@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-TaskType = Literal["text_classification", "relation_classification"]
+TaskType = Literal["text_classification", "relation_classification", "ner"]
+Decoding = Literal["free", "constrained"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Defaults for the LLaMA-Factory keys lorasweep sets on every run; `train.args`
@@ -79,8 +80,12 @@ class ModelSpec(_Strict):
 
 class TaskSpec(_Strict):
     type: TaskType = "text_classification"
-    labels: list[str] = Field(description="the closed label set; answers outside it are counted invalid")
-    prompt: str = Field(description="prompt template; {text}, {entity1}, {entity2}, {labels} are filled in")
+    labels: list[str] = Field(description="the closed label set (for ner: the entity types)")
+    prompt: str | dict[str, str] = Field(
+        description="prompt template, or several named ones (an experiment axis); "
+                    "{text}, {entity1}, {entity2}, {labels} are filled in")
+    none_answer: str = Field(default="没有", description="ner: the answer for a text without entities")
+    entity_separator: str = Field(default="_", description="ner: between entity and type in an answer line")
 
     @field_validator("labels")
     @classmethod
@@ -94,13 +99,36 @@ class TaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _prompt_fields(self) -> "TaskSpec":
-        if "{text}" not in self.prompt:
-            raise ValueError("prompt must contain {text}")
-        if self.type == "relation_classification":
-            for f in ("{entity1}", "{entity2}"):
-                if f not in self.prompt:
-                    raise ValueError(f"a relation_classification prompt must contain {f}")
+        prompts = self.prompt if isinstance(self.prompt, dict) else {"prompt": self.prompt}
+        if not prompts:
+            raise ValueError("prompt: give at least one template")
+        for name, tpl in prompts.items():
+            where = "prompt" if isinstance(self.prompt, str) else f"prompt '{name}'"
+            if isinstance(self.prompt, dict) and not _NAME_RE.match(name):
+                raise ValueError(f"prompt name {name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+            if "{text}" not in tpl:
+                raise ValueError(f"{where} must contain {{text}}")
+            if self.type == "relation_classification":
+                for f in ("{entity1}", "{entity2}"):
+                    if f not in tpl:
+                        raise ValueError(f"{where}: a relation_classification prompt must contain {f}")
         return self
+
+    def prompt_names(self) -> list[str | None]:
+        """None for the single unnamed prompt, else the names in order."""
+        return list(self.prompt) if isinstance(self.prompt, dict) else [None]
+
+    def prompt_template(self, name: str | None) -> str:
+        if name is None:
+            if isinstance(self.prompt, dict):
+                raise KeyError("this task has named prompts; give a name")
+            return self.prompt
+        return self.prompt[name]
+
+    @property
+    def closed_labels(self) -> bool:
+        """Whether an answer is one label (classification) rather than free structured text (ner)."""
+        return self.type != "ner"
 
 
 class DataSpec(_Strict):
@@ -113,6 +141,9 @@ class DataSpec(_Strict):
     label_column: str = "label"
     entity1_column: str = "entity1"
     entity2_column: str = "entity2"
+    entities_column: str = Field(default="entities", description="ner: a list of [entity, type] pairs or "
+                                 "{entity, type} objects; or use answer_column")
+    answer_column: str = Field(default="answer", description="ner: the answer text, one 'entity_type' per line")
 
 
 class TrainSpec(_Strict):
@@ -134,8 +165,9 @@ class TrainSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    decoding: Literal["free", "constrained"] = Field(
-        default="free", description="free: raw answer, normalised; constrained: forced into the label list")
+    decoding: Decoding | list[Decoding] = Field(
+        default="free", description="free: raw answer, normalised; constrained: forced into the label list; "
+                                    "a list scores each run both ways")
     max_tokens: int | None = Field(default=None, ge=1, description="answer length cap; default from the longest label")
     concurrency: int = Field(default=16, ge=1, description="requests in flight per server")
     include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
@@ -149,6 +181,19 @@ class EvalSpec(_Strict):
     request_timeout_s: float = Field(default=300, gt=0)
     vllm_python: str | None = Field(default=None, description="python of your own vLLM install; default: the managed environment")
     extra_server_args: list[str] = Field(default_factory=list, description="more vLLM server flags, passed as given")
+
+
+    @field_validator("decoding")
+    @classmethod
+    def _decoding(cls, v):
+        modes = [v] if isinstance(v, str) else list(v)
+        if not modes or len(set(modes)) != len(modes):
+            raise ValueError("list each decoding mode once")
+        return v
+
+    @property
+    def decodings(self) -> list[str]:
+        return [self.decoding] if isinstance(self.decoding, str) else list(self.decoding)
 
 
 class ExperimentConfig(_Strict):
@@ -203,6 +248,18 @@ class ExperimentConfig(_Strict):
         if dup:
             raise ValueError(f"duplicate model names: {dup}")
         return v
+
+    @model_validator(mode="after")
+    def _task_vs_eval(self) -> "ExperimentConfig":
+        if self.task.type == "ner":
+            if "constrained" in self.eval.decodings:
+                raise ValueError("eval.decoding: constrained decoding needs a closed label set; use free for ner")
+            if "baselines" not in self.eval.model_fields_set:
+                self.eval.baselines = []   # the default baselines are classifiers
+            elif self.eval.baselines:
+                raise ValueError("eval.baselines: the classifier baselines are for classification tasks; "
+                                 "set eval.baselines: [] for ner")
+        return self
 
     @property
     def path(self) -> Path | None:

@@ -20,7 +20,7 @@ from .procs import install_cleanup
 from .results import collect_results
 from .score import is_scored
 from .io import atomic_write_json
-from .paths import resolve_model_path
+from .paths import experiment_dir, resolve_model_path
 from .serve import ServerError, VLLMServer, served_name
 from .splits import load_test
 from .train import adapter_dir, is_trained
@@ -53,7 +53,7 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
     for model in cfg.models:
         runs: list[RunSpec] = []
         for r in (r for r in eval_runs(cfg) if r.model == model.name):
-            if is_scored(r):
+            if all(is_scored(r, d) for d in cfg.eval.decodings):
                 summary.skipped.append(r.run_id)
             elif not r.is_base and not is_trained(r):
                 summary.untrained.append(r.run_id)
@@ -69,7 +69,7 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
         templates = [adapter_dir(r) / "chat_template.jinja" for r in any_trained]
         chat_template = next((t for t in templates if t.is_file()), None)
         ranks = [int(cfg.train.resolved_args().get("lora_rank", 8))]
-        server_log = runs[0].folder().parents[2] / f"server_{model.name}.log"
+        server_log = experiment_dir(cfg.name) / "runs" / f"server_{model.name}.log"
         try:
             with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks)) as srv:
                 summary.server_start_s[model.name] = round(srv.started_s, 1)
@@ -87,7 +87,7 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
                 summary.failed[r.run_id] = "train/serve parity check failed"
             continue
         for r in runs:
-            if is_scored(r):
+            if all(is_scored(r, d) for d in cfg.eval.decodings):
                 summary.scored.append(r.run_id)
             else:
                 summary.failed[r.run_id] = f"infer_eval.py exit code {rc}"
@@ -118,12 +118,12 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, example: dict, 
     if not train_py.is_file():
         log.warning("parity %s: no training-environment python next to %s; parity not checked", model.name, cli)
         return
-    prompt = render_prompt(cfg.task, example)
+    prompt = render_prompt(cfg.task, example, trained_run.prompt)
     trained = training_encoding(str(train_py), str(resolve_model_path(model.path)), model.template, prompt,
                                 example["label"])
     served = served_prompt_ids(srv.base_url, srv.api_key, served_name(trained_run), prompt)
     report = compare(trained, served, model.resolved_stop_token_ids())
-    out = trained_run.folder().parents[1] / "parity.json"
+    out = experiment_dir(cfg.name) / "runs" / model.name / "parity.json"
     atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
     if not report["ok"]:
         raise ParityError(f"train/serve parity failed (see {out}): prompt identical: {report['prompt_identical']} "

@@ -36,3 +36,14 @@ def to_label(raw: str, labels: list[str]) -> str:
 def classification_metrics(predictions: list[str], references: list[str], labels: list[str]) -> dict:
     return _module("classification_report").compute(predictions=predictions, references=references,
                                                      labels=labels)
+
+
+def ner_metrics(predictions: list[list[tuple[str, str]]], references: list[list[tuple[str, str]]],
+                types: list[str], invalid_answers: int, invalid_lines: int) -> dict:
+    enc = lambda pairs: [f"{e}\t{t}" for e, t in pairs]  # noqa: E731
+    out = _module("ner_report").compute(predictions=[enc(p) for p in predictions],
+                                        references=[enc(r) for r in references], types=types)
+    n = len(references)
+    out.update({"invalid": invalid_answers, "invalid_rate": invalid_answers / n if n else 0.0,
+                "invalid_lines": invalid_lines})
+    return out

@@ -6,7 +6,7 @@ from .config import TaskSpec
 LABEL_SEPARATOR = "、"
 
 
-def render_prompt(task: TaskSpec, example: dict[str, str]) -> str:
+def render_prompt(task: TaskSpec, example: dict, prompt_name: str | None = None) -> str:
     """Fill {text}, {entity1}, {entity2} and {labels}; other braces stay as written."""
     values = {
         "text": example["text"],
@@ -14,7 +14,7 @@ def render_prompt(task: TaskSpec, example: dict[str, str]) -> str:
         "entity2": example.get("entity2", ""),
         "labels": LABEL_SEPARATOR.join(task.labels),
     }
-    out = task.prompt
+    out = task.prompt_template(prompt_name)
     for key, val in values.items():
         out = out.replace("{" + key + "}", val)
     return out

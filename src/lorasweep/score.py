@@ -1,6 +1,7 @@
 """Scoring: send every test prompt to a served model through LangChain's
-ChatOpenAI (temperature 0, concurrent requests) and write, per run,
-predictions.jsonl, result.pkl and metrics.json (the last one marks it finished).
+ChatOpenAI (temperature 0, concurrent requests) and write, per run and
+decoding mode, predictions.<mode>.jsonl, result.<mode>.pkl and
+metrics.<mode>.json (the last one marks it scored).
 """
 from __future__ import annotations
 
@@ -14,21 +15,30 @@ from tqdm import tqdm
 
 from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_pickle, atomic_write_text
-from .metrics import INVALID, classification_metrics, to_label
+from .metrics import INVALID, classification_metrics, ner_metrics, to_label
+from .ner import parse_answer
 from .plan import RunSpec
 from .prompts import render_prompt
 from .serve import served_name
 
 log = logging.getLogger(__name__)
 
-METRICS = "metrics.json"
-PREDICTIONS = "predictions.jsonl"
-RESULT_PKL = "result.pkl"
+
+def metrics_file(decoding: str) -> str:
+    return f"metrics.{decoding}.json"
+
+
+def predictions_file(decoding: str) -> str:
+    return f"predictions.{decoding}.jsonl"
+
+
+def result_file(decoding: str) -> str:
+    return f"result.{decoding}.pkl"
 
 
 @dataclass
 class RunResult:
-    """Everything scored for one run; pickled as result.pkl."""
+    """Everything scored for one run in one decoding mode; pickled as result.<mode>.pkl."""
     run_id: str
     experiment: str
     model: str
@@ -36,33 +46,38 @@ class RunResult:
     seed: int | None
     decoding: str
     labels: list[str]
-    references: list[str] = field(default_factory=list)
-    raw: list[str] = field(default_factory=list)
-    predictions: list[str] = field(default_factory=list)
+    prompt: str | None = None
+    task: str = "text_classification"
+    references: list = field(default_factory=list)   # gold labels (ner: gold answer texts)
+    raw: list[str] = field(default_factory=list)      # the model's answers as sent back
+    predictions: list = field(default_factory=list)  # parsed: a label or INVALID (ner: list of pairs)
     metrics: dict = field(default_factory=dict)
     score_s: float = 0.0
 
 
-def is_scored(run: RunSpec) -> bool:
-    return (run.folder() / METRICS).is_file()
+def is_scored(run: RunSpec, decoding: str) -> bool:
+    return (run.folder() / metrics_file(decoding)).is_file()
 
 
 def max_answer_tokens(cfg: ExperimentConfig) -> int:
     if cfg.eval.max_tokens:
         return cfg.eval.max_tokens
+    if cfg.task.type == "ner":
+        return 128
     # A generous bound on the longest label in tokens (one CJK character can
     # be one token; +4 for stray whitespace/punctuation the normaliser drops).
     return max(len(lab) for lab in cfg.task.labels) + 4
 
 
-def make_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: str, stop_ids: list[int]):
+def make_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: str, stop_ids: list[int],
+                decoding: str):
     import httpx
     from langchain_openai import ChatOpenAI
 
     extra: dict = {}
     if stop_ids:
         extra["stop_token_ids"] = stop_ids
-    if cfg.eval.decoding == "constrained":
+    if decoding == "constrained":
         extra["structured_outputs"] = {"choice": list(cfg.task.labels)}
     return ChatOpenAI(
         model=model_name, base_url=base_url, api_key=api_key, temperature=0,
@@ -73,51 +88,72 @@ def make_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: 
     )
 
 
-def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str,
-               api_key: str) -> dict[str, RunResult]:
-    """Score `runs` (all served by one server) on `test`; requests of all runs share one pool."""
+def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str, api_key: str,
+               decodings: list[str] | None = None) -> dict[tuple[str, str], RunResult]:
+    """Score `runs` (all served by one server) on `test` in each decoding mode;
+    the requests of all runs and modes share one pool of `eval.concurrency`."""
     from langchain_core.messages import HumanMessage
 
+    decodings = decodings or cfg.eval.decodings
     model = cfg.model(runs[0].model)
     stop_ids = model.resolved_stop_token_ids()
-    clients = {r.run_id: make_client(cfg, base_url, api_key, served_name(r), stop_ids) for r in runs}
-    prompts = [render_prompt(cfg.task, ex) for ex in test]
-    raw: dict[str, list[str | None]] = {r.run_id: [None] * len(test) for r in runs}
-    started = {r.run_id: time.time() for r in runs}
-    finished: dict[str, float] = {}
+    keys = [(r, d) for r in runs for d in decodings if not is_scored(r, d)]
+    if not keys:
+        return {}
+    clients = {(r.run_id, d): make_client(cfg, base_url, api_key, served_name(r), stop_ids, d) for r, d in keys}
+    prompts = {p: [render_prompt(cfg.task, ex, p) for ex in test] for p in {r.prompt for r in runs}}
+    raw = {(r.run_id, d): [None] * len(test) for r, d in keys}
+    remaining = {k: len(test) for k in raw}
+    started, finished = time.time(), {}
 
-    def ask(run_id: str, i: int) -> tuple[str, int, str]:
-        msg = clients[run_id].invoke([HumanMessage(content=prompts[i])])
-        return run_id, i, msg.content if isinstance(msg.content, str) else str(msg.content)
+    def ask(key: tuple[str, str], prompt: str | None, i: int) -> tuple[tuple[str, str], int, str]:
+        msg = clients[key].invoke([HumanMessage(content=prompts[prompt][i])])
+        return key, i, msg.content if isinstance(msg.content, str) else str(msg.content)
 
-    jobs = [(r.run_id, i) for r in runs for i in range(len(test))]
-    remaining = {r.run_id: len(test) for r in runs}
     with ThreadPoolExecutor(max_workers=cfg.eval.concurrency) as pool:
-        futs = [pool.submit(ask, rid, i) for rid, i in jobs]
+        futs = [pool.submit(ask, (r.run_id, d), r.prompt, i) for r, d in keys for i in range(len(test))]
         with tqdm(total=len(futs), desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:
             for fut in as_completed(futs):
-                rid, i, text = fut.result()
-                raw[rid][i] = text
-                remaining[rid] -= 1
-                if remaining[rid] == 0:
-                    finished[rid] = time.time()
+                key, i, text = fut.result()
+                raw[key][i] = text
+                remaining[key] -= 1
+                if remaining[key] == 0:
+                    finished[key] = time.time()
                 bar.update(1)
 
     results = {}
+    for r, d in keys:
+        key = (r.run_id, d)
+        res = build_result(cfg, r, d, test, [t or "" for t in raw[key]])
+        res.score_s = round(finished.get(key, time.time()) - started, 2)
+        write_run_result(r, res, test)
+        results[key] = res
+        log.info("score %s [%s]: %s", r.run_id, d, headline(res.metrics))
+    return results
+
+
+def headline(m: dict) -> str:
+    if "f1_micro" in m:
+        return (f"entity micro-F1 {m['f1_micro']:.3f}, exact match {m['exact_match']:.3f}, "
+                f"invalid {m['invalid']}/{m['n']}")
+    return f"accuracy {m['accuracy']:.3f}, macro-F1 {m['f1_macro']:.3f}, invalid {m['invalid']}/{m['n']}"
+
+
+def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[dict], answers: list[str]) -> RunResult:
+    """Parse answers and compute the task's metrics."""
     references = [ex["label"] for ex in test]
-    for r in runs:
-        answers = [t or "" for t in raw[r.run_id]]
+    if cfg.task.type == "ner":
+        parsed = [parse_answer(cfg.task, a) for a in answers]
+        preds = [pairs for pairs, _ in parsed]
+        gold = [[tuple(p) for p in ex["entities"]] for ex in test]
+        metrics = ner_metrics(preds, gold, cfg.task.labels, invalid_answers=sum(bad > 0 for _, bad in parsed),
+                              invalid_lines=sum(bad for _, bad in parsed))
+    else:
         preds = [to_label(a, cfg.task.labels) for a in answers]
         metrics = classification_metrics(preds, references, cfg.task.labels)
-        res = RunResult(run_id=r.run_id, experiment=cfg.name, model=r.model, size=r.size, seed=r.seed,
-                        decoding=cfg.eval.decoding, labels=list(cfg.task.labels), references=references,
-                        raw=answers, predictions=preds, metrics=metrics,
-                        score_s=round(finished.get(r.run_id, time.time()) - started[r.run_id], 2))
-        write_run_result(r, res, test)
-        results[r.run_id] = res
-        log.info("score %s: accuracy %.3f, macro-F1 %.3f, invalid %d/%d", r.run_id, metrics["accuracy"],
-                 metrics["f1_macro"], metrics["invalid"], metrics["n"])
-    return results
+    return RunResult(run_id=run.run_id, experiment=cfg.name, model=run.model, size=run.size, seed=run.seed,
+                     decoding=decoding, labels=list(cfg.task.labels), prompt=run.prompt, task=cfg.task.type,
+                     references=references, raw=answers, predictions=preds, metrics=metrics)
 
 
 def write_run_result(run: RunSpec, res: RunResult, test: list[dict]) -> None:
@@ -125,10 +161,16 @@ def write_run_result(run: RunSpec, res: RunResult, test: list[dict]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, ex in enumerate(test):
-        rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": res.predictions[i],
-               "valid": res.predictions[i] != INVALID, "correct": res.predictions[i] == ex["label"]}
+        pred = res.predictions[i]
+        if res.task == "ner":
+            gold = sorted(tuple(p) for p in ex["entities"])
+            rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": [list(p) for p in pred],
+                   "correct": sorted(pred) == gold}
+        else:
+            rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": pred,
+                   "valid": pred != INVALID, "correct": pred == ex["label"]}
         lines.append(json.dumps(rec, ensure_ascii=False))
-    atomic_write_text(folder / PREDICTIONS, "\n".join(lines) + "\n")
-    atomic_write_pickle(folder / RESULT_PKL, res)
+    atomic_write_text(folder / predictions_file(res.decoding), "\n".join(lines) + "\n")
+    atomic_write_pickle(folder / result_file(res.decoding), res)
     summary = {k: v for k, v in asdict(res).items() if k not in ("references", "raw", "predictions")}
-    atomic_write_json(folder / METRICS, summary)   # the "scored" marker, written last
+    atomic_write_json(folder / metrics_file(res.decoding), summary)   # the "scored" marker, written last

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import demo_data
 from .config import ConfigError, ExperimentConfig
 from .io import atomic_write_text
+from .ner import entities_from_row, format_answer
 from .paths import data_dir, repo_root
 from .prompts import render_prompt
 
@@ -57,7 +58,7 @@ def _read_records(path: Path) -> list[dict]:
 
 def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> list[dict[str, str]]:
     d = cfg.data
-    need = [d.text_column, d.label_column]
+    need = [d.text_column] if cfg.task.type == "ner" else [d.text_column, d.label_column]
     if cfg.task.type == "relation_classification":
         need += [d.entity1_column, d.entity2_column]
     out = []
@@ -69,11 +70,25 @@ def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> lis
             raise ConfigError(f"{source}: row {i} lacks column(s) {missing}; "
                               f"set data.text_column/label_column/entity1_column/entity2_column "
                               f"(row has {sorted(row)})")
+        if cfg.task.type == "ner":
+            try:
+                ents = entities_from_row(row, d.entities_column, d.answer_column, cfg.task)
+            except (KeyError, ValueError, TypeError) as e:
+                raise ConfigError(f"{source}: row {i}: {e} (set data.entities_column or data.answer_column)") from None
+            bad_types = sorted({t for _, t in ents if t not in cfg.task.labels})
+            if bad_types:
+                raise ConfigError(f"{source}: row {i} has entity types not in task.labels: {bad_types}; "
+                                  "add them to task.labels or fix the data")
+            out.append({"text": str(row[d.text_column]).strip(), "entities": [list(p) for p in ents],
+                        "label": format_answer(cfg.task, ents)})
+            continue
         ex = {"text": str(row[d.text_column]).strip(), "label": str(row[d.label_column]).strip()}
         if cfg.task.type == "relation_classification":
             ex["entity1"] = str(row[d.entity1_column]).strip()
             ex["entity2"] = str(row[d.entity2_column]).strip()
         out.append(ex)
+    if cfg.task.type == "ner":
+        return out
     labels = set(cfg.task.labels)
     bad = Counter(ex["label"] for ex in out if ex["label"] not in labels)
     if bad:
@@ -98,6 +113,13 @@ def load_examples(cfg: ExperimentConfig, source: str) -> list[dict[str, str]]:
     return _normalise_rows(cfg, _read_records(path), str(path))
 
 
+def stratum(ex: dict) -> str:
+    """What splits are stratified by: the label, or for ner the set of entity types present."""
+    if "entities" in ex:
+        return "+".join(sorted({t for _, t in ex["entities"]})) or "-"
+    return ex["label"]
+
+
 def stratified_order(examples: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
     """Order examples so that every prefix is (close to) stratified by label.
 
@@ -108,7 +130,7 @@ def stratified_order(examples: list[dict[str, str]], seed: int) -> list[dict[str
     rng = random.Random(seed)
     by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
     for ex in examples:
-        by_label[ex["label"]].append(ex)
+        by_label[stratum(ex)].append(ex)
     keyed = []
     for label in sorted(by_label):
         items = by_label[label][:]
@@ -148,18 +170,23 @@ def train_subset(splits: Splits, size: int, seed: int) -> list[dict[str, str]]:
     return stratified_order(splits.pool, seed=seed)[:size]
 
 
-def dataset_name(experiment: str, size: int, seed: int) -> str:
-    return f"{experiment}__n{size}_seed{seed}"
+def _prompt_part(prompt: str | None) -> str:
+    return f"{prompt}__" if prompt else ""
 
 
-def dataset_path(experiment: str, size: int, seed: int) -> Path:
-    return data_dir(experiment) / f"train_n{size}_seed{seed}.json"
+def dataset_name(experiment: str, size: int, seed: int, prompt: str | None = None) -> str:
+    return f"{experiment}__{_prompt_part(prompt)}n{size}_seed{seed}"
 
 
-def to_alpaca(cfg: ExperimentConfig, examples: list[dict[str, str]]) -> list[dict[str, str]]:
+def dataset_path(experiment: str, size: int, seed: int, prompt: str | None = None) -> Path:
+    return data_dir(experiment) / f"train_{_prompt_part(prompt)}n{size}_seed{seed}.json"
+
+
+def to_alpaca(cfg: ExperimentConfig, examples: list[dict], prompt: str | None = None) -> list[dict[str, str]]:
     # The whole prompt goes into `instruction` with an empty `input`, so the
     # user turn LLaMA-Factory builds is exactly the text the scorer sends.
-    return [{"instruction": render_prompt(cfg.task, ex), "input": "", "output": ex["label"]} for ex in examples]
+    return [{"instruction": render_prompt(cfg.task, ex, prompt), "input": "", "output": ex["label"]}
+            for ex in examples]
 
 
 def _write_json(path: Path, obj) -> None:
@@ -177,14 +204,15 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
     for seed in cfg.seeds:
         order = stratified_order(splits.pool, seed=seed)
         for size in cfg.train_sizes:
-            name = dataset_name(cfg.name, size, seed)
-            path = dataset_path(cfg.name, size, seed)
-            _write_json(path, to_alpaca(cfg, order[:size]))
-            entries[name] = {"file_name": str(path.relative_to(root)),
-                             "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+            for prompt in cfg.task.prompt_names():
+                name = dataset_name(cfg.name, size, seed, prompt)
+                path = dataset_path(cfg.name, size, seed, prompt)
+                _write_json(path, to_alpaca(cfg, order[:size], prompt))
+                entries[name] = {"file_name": str(path.relative_to(root)),
+                                 "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
     register_datasets(root / "dataset_info.json", entries)
-    counts = Counter(ex["label"] for ex in splits.test)
-    log.info("data: %d test examples (%d labels), %d in the training pool, %d train files in %s",
+    counts = Counter(stratum(ex) for ex in splits.test)
+    log.info("data: %d test examples (%d strata), %d in the training pool, %d train files in %s",
              len(splits.test), len(counts), len(splits.pool), len(entries), out)
     return splits
 

@@ -1,0 +1,59 @@
+import pytest
+
+from lorasweep.config import TaskSpec
+from lorasweep.metrics import ner_metrics
+from lorasweep.ner import entities_from_row, format_answer, parse_answer
+
+TASK = TaskSpec(type="ner", labels=["人名", "地名", "机构名"], prompt="{text}")
+
+
+def test_format_and_parse_round_trip():
+    ents = [("郑振铎", "人名"), ("北京", "地名")]
+    ans = format_answer(TASK, ents)
+    assert ans == "郑振铎_人名\n北京_地名"
+    assert parse_answer(TASK, ans) == (ents, 0)
+    assert format_answer(TASK, []) == "没有" and parse_answer(TASK, "没有") == ([], 0)
+
+
+@pytest.mark.parametrize("raw,pairs,invalid", [
+    ("北京_地名\n北京_地名", [("北京", "地名")], 0),          # duplicates count once
+    ("北京＿地名", [("北京", "地名")], 0),                    # full-width separator folded
+    ("北京_城市\n上海_地名", [("上海", "地名")], 1),          # unknown type: invalid line
+    ("我不知道", [], 1),
+    ("", [], 1),
+    ("张_三_人名", [("张_三", "人名")], 0),                   # the last separator splits
+])
+def test_parse_edge_cases(raw, pairs, invalid):
+    assert parse_answer(TASK, raw) == (pairs, invalid)
+
+
+def test_entities_from_row_forms():
+    assert entities_from_row({"entities": [["北京", "地名"]]}, "entities", "answer", TASK) == [("北京", "地名")]
+    assert entities_from_row({"entities": [{"entity": "王", "type": "人名"}]}, "entities", "answer", TASK) == [("王", "人名")]
+    assert entities_from_row({"answer": "日_地名\n京_地名"}, "entities", "answer", TASK) == [("日", "地名"), ("京", "地名")]
+    with pytest.raises(ValueError):
+        entities_from_row({"answer": "日-地名"}, "entities", "answer", TASK)
+
+
+def _by_hand(preds, golds):
+    tp = sum(len(set(p) & set(g)) for p, g in zip(preds, golds))
+    fp = sum(len(set(p) - set(g)) for p, g in zip(preds, golds))
+    fn = sum(len(set(g) - set(p)) for p, g in zip(preds, golds))
+    prec, rec = tp / (tp + fp), tp / (tp + fn)
+    return prec, rec, 2 * prec * rec / (prec + rec)
+
+
+def test_micro_and_per_type_scores():
+    golds = [[("王", "人名"), ("北京", "地名")], [("新华社", "机构名")], []]
+    preds = [[("王", "人名"), ("北京", "机构名")], [("新华社", "机构名"), ("李", "人名")], []]
+    m = ner_metrics(preds, golds, TASK.labels, invalid_answers=0, invalid_lines=0)
+    p, r, f = _by_hand(preds, golds)
+    assert (m["precision_micro"], m["recall_micro"], m["f1_micro"]) == pytest.approx((p, r, f))
+    assert m["per_type"]["地名"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert m["per_type"]["人名"]["precision"] == 0.5 and m["per_type"]["人名"]["recall"] == 1.0
+    assert m["exact_match"] == pytest.approx(1 / 3)
+
+
+def test_all_wrong_and_empty():
+    m = ner_metrics([[], []], [[("王", "人名")], []], TASK.labels, invalid_answers=2, invalid_lines=2)
+    assert m["f1_micro"] == 0 and m["invalid"] == 2 and m["invalid_rate"] == 1.0
