@@ -32,8 +32,9 @@ def test_prompt_axis(sandbox):
     assert len(runs) == 2 * 2   # sizes x prompts
     assert {r.run_id for r in runs} == {"m1__short__n10__seed1", "m1__long__n10__seed1",
                                         "m1__short__n20__seed1", "m1__long__n20__seed1"}
-    assert runs[0].folder().parts[-4:] == ("m1", "short", "n10", "seed1")
-    assert [r.run_id for r in eval_runs(cfg) if r.is_base] == ["m1__short__n0__base", "m1__long__n0__base"]
+    first = cfg.task.prompt_names()[0]
+    assert runs[0].folder().parts[-4:] == ("m1", first, "n10", "seed1")
+    assert sorted(r.run_id for r in eval_runs(cfg) if r.is_base) == ["m1__long__n0__base", "m1__short__n0__base"]
     assert "x 2 prompt(s)" in describe(cfg)
     prepare_data(cfg)
     info = json.loads((sandbox / "dataset_info.json").read_text())
