@@ -89,3 +89,46 @@ def test_missing_data_file(sandbox):
     cfg = _cfg(sandbox, data={"source": "data/none.jsonl"})
     with pytest.raises(ConfigError, match="file not found"):
         make_splits(cfg)
+
+
+def test_patent_and_ner_generators():
+    pats = demo_data.generate_patents(200, seed=1)
+    assert pats == demo_data.generate_patents(200, seed=1)
+    assert {p["label"] for p in pats} == set(demo_data.PATENT_LABELS)
+    ner = demo_data.generate_ner(200, seed=1)
+    assert any(not ex["entities"] for ex in ner) and any(len(ex["entities"]) >= 2 for ex in ner)
+    for ex in ner:
+        assert all(e in ex["text"] and t in demo_data.NER_TYPES for e, t in ex["entities"])
+
+
+def test_ner_data_flow(sandbox):
+    cfg = _cfg(sandbox, task={"type": "ner", "labels": demo_data.NER_TYPES, "prompt": "实体：{text}"},
+               data={"source": "generate:ner", "generate_size": 120, "test_size": 30})
+    prepare_data(cfg)
+    test = json.loads((sandbox / "data" / "x" / "test.json").read_text())
+    with_ents = next(ex for ex in test if ex["entities"])
+    assert with_ents["label"] == "\n".join(f"{e}_{t}" for e, t in with_ents["entities"])
+    rows = json.loads((sandbox / "data" / "x" / "train_n10_seed1.json").read_text())
+    assert all(r["output"] == "没有" or "_" in r["output"] for r in rows)
+
+
+def test_ner_bad_type_reported(sandbox):
+    (sandbox / "data" / "n.jsonl").write_text(json.dumps({"text": "王五在北京", "entities": [["北京", "城市"]]},
+                                                         ensure_ascii=False) + "\n")
+    cfg = _cfg(sandbox, task={"type": "ner", "labels": ["人名", "地名"], "prompt": "{text}"},
+               data={"source": "data/n.jsonl", "test_size": 1})
+    with pytest.raises(ConfigError, match="entity types not in task.labels"):
+        make_splits(cfg)
+
+
+def test_ner_refuses_constrained_decoding(sandbox):
+    with pytest.raises(ConfigError, match="constrained decoding needs a closed label set"):
+        _cfg(sandbox, task={"type": "ner", "labels": ["人名", "地名"], "prompt": "{text}"},
+             eval={"decoding": "constrained"})
+
+
+def test_all_demo_configs_load():
+    from conftest import ROOT
+    for name in ("demo", "demo_patents", "demo_ner"):
+        cfg = load_config(ROOT / "experiments" / f"{name}.yaml")
+        assert cfg.name == name

@@ -84,6 +84,7 @@ class TaskSpec(_Strict):
     prompt: str | dict[str, str] = Field(
         description="prompt template, or several named ones (an experiment axis); "
                     "{text}, {entity1}, {entity2}, {labels} are filled in")
+    label_separator: str = Field(default="、", description="joins the labels where a prompt says {labels}")
     none_answer: str = Field(default="没有", description="ner: the answer for a text without entities")
     entity_separator: str = Field(default="_", description="ner: between entity and type in an answer line")
 

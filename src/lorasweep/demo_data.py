@@ -159,3 +159,119 @@ def generate(n: int, seed: int = 0) -> list[dict[str, str]]:
         e1, e2 = pair if rng.random() < 0.5 else pair[::-1]
         out.append({"text": text, "entity1": e1, "entity2": e2, "label": label})
     return out
+
+
+# --- Patent-abstract classification (English, in the spirit of seed 002) ------
+
+PATENT_LABELS = [
+    "Human Necessities", "Performing Operations; Transporting", "Chemistry; Metallurgy", "Textiles; Paper",
+    "Fixed Constructions", "Mechanical Engineering; Lighting; Heating; Weapons; Blasting", "Physics", "Electricity",
+]
+_PATENT_VOCAB: dict[str, tuple[list[str], list[str]]] = {
+    # label: (things claimed, parts/effects)
+    "Human Necessities": (["a wearable glucose monitor", "a dental implant", "a baby feeding bottle", "a hair dryer",
+                           "an orthopedic insole", "a food preservation container"],
+                          ["a skin-contact sensor", "a biocompatible coating", "an ergonomic handle",
+                           "a nutrient compartment", "a disposable cartridge"]),
+    "Performing Operations; Transporting": (["a conveyor system", "a robotic gripper", "a cargo trailer",
+                                             "a sheet-metal press", "a bicycle gearbox", "a packaging machine"],
+                                            ["a rotating clamp", "a load-bearing axle", "a pneumatic actuator",
+                                             "a cutting die", "a tow hitch"]),
+    "Chemistry; Metallurgy": (["a catalyst composition", "a corrosion-resistant alloy", "a polymer resin",
+                               "an electrolytic refining process", "a fertilizer granule", "a steel annealing method"],
+                              ["a nickel-chromium matrix", "an organic solvent", "a precipitation step",
+                               "a heat-treated grain structure", "a zeolite carrier"]),
+    "Textiles; Paper": (["a woven fabric", "a paper pulp treatment", "a yarn spinning device", "a nonwoven web",
+                         "a cardboard laminate", "a knitting machine"],
+                        ["interlaced fibers", "a bleaching bath", "a fiber tension roller", "a cellulose layer",
+                         "a dye fixing agent"]),
+    "Fixed Constructions": (["a bridge expansion joint", "a prefabricated wall panel", "a tunnel lining",
+                             "a window frame", "a drainage culvert", "a roof truss"],
+                            ["reinforced concrete", "a load-distributing beam", "a waterproof membrane",
+                             "a foundation anchor", "a hinged sash"]),
+    "Mechanical Engineering; Lighting; Heating; Weapons; Blasting": (
+        ["a gas turbine blade", "an LED street lamp", "a heat exchanger", "a hydraulic pump", "a boiler burner",
+         "a spring-loaded valve"],
+        ["a cooling channel", "a reflector housing", "a ball bearing", "a combustion chamber", "a piston seal"]),
+    "Physics": (["an optical interferometer", "a laser rangefinder", "a seismic sensor", "a spectrometer",
+                 "an atomic clock", "a measuring gauge"],
+                ["a diffraction grating", "a photodetector array", "a calibration mass", "a vacuum chamber",
+                 "a signal processing unit"]),
+    "Electricity": (["a lithium battery cell", "an image sensor device", "a power converter", "a printed circuit board",
+                     "a wireless antenna", "a semiconductor transistor"],
+                    ["a dual-gated charge storage region", "a copper winding", "a dielectric layer",
+                     "a voltage regulator", "a doped substrate"]),
+}
+_PATENT_OPENERS = ["Disclosed is", "The invention provides", "An embodiment relates to", "A method of making",
+                   "This disclosure describes", "Provided herein is"]
+_PATENT_GLUE = ["comprising", "including", "having", "equipped with"]
+_PATENT_CLOSERS = ["which reduces manufacturing cost.", "so that reliability is improved.",
+                   "whereby energy consumption is lowered.", "allowing simple maintenance.",
+                   "thereby increasing service life.", "which can be controlled remotely."]
+
+
+def generate_patents(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Patent-like abstracts with one of eight classes. One sentence in three
+    also names a part typical of another class, so single keywords mislead."""
+    rng = random.Random(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        label = rng.choice(PATENT_LABELS)
+        things, parts = _PATENT_VOCAB[label]
+        part = rng.choice(parts)
+        if rng.random() < 0.33:
+            other = rng.choice([lab for lab in PATENT_LABELS if lab != label])
+            part2 = rng.choice(_PATENT_VOCAB[other][1])
+        else:
+            part2 = rng.choice([p for p in parts if p != part])
+        text = (f"{rng.choice(_PATENT_OPENERS)} {rng.choice(things)} {rng.choice(_PATENT_GLUE)} {part} "
+                f"and {part2}, {rng.choice(_PATENT_CLOSERS)}")
+        if text in seen:
+            continue
+        seen.add(text)
+        out.append({"text": text, "label": label})
+    return out
+
+
+# --- NER as generation (Chinese, in the spirit of seed 003) -------------------
+
+NER_TYPES = ["人名", "地名", "机构名"]
+_NER_ORGS = ["新华社", "清华大学", "中国银行", "人民日报社", "北京大学", "国家图书馆", "中国科学院", "上海博物馆",
+             "复旦大学", "中央电视台", "华为公司", "南京图书馆"]
+_NER_LOCS = _PLACES + ["黄山", "长江", "西湖", "云南", "新疆", "香港", "台湾", "东北"]
+_NER_TEMPLATES = [
+    "{per}昨天在{loc}会见了{org}的代表。",
+    "据{org}报道，{loc}今年的降雨量明显增加。",
+    "{per}毕业于{org}，后来一直在{loc}工作。",
+    "{per}和{per2}一起去{loc}参观了展览。",
+    "{org}在{loc}举办了一场学术报告会。",
+    "记者从{org}获悉，{per}将出任新职务。",
+    "{loc}的游客人数创下历史新高。",
+    "{per}说，他小时候在{loc}长大。",
+    "{org}与{org2}签署了合作协议。",
+    "今天天气很好，我们决定出去散步。",
+    "这本书的内容非常丰富，值得一读。",
+    "会议讨论了明年的工作计划。",
+]
+
+
+def generate_ner(n: int, seed: int = 0) -> list[dict]:
+    """Sentences with person, place and organisation names (and some with
+    none); `entities` lists (entity, type) in order of appearance."""
+    rng = random.Random(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        tpl = rng.choice(_NER_TEMPLATES)
+        taken: set[str] = set()
+        values = {"per": _name(rng, taken), "per2": _name(rng, taken), "loc": rng.choice(_NER_LOCS),
+                  "org": rng.choice(_NER_ORGS)}
+        values["org2"] = rng.choice([o for o in _NER_ORGS if o != values["org"]])
+        kinds = {"per": "人名", "per2": "人名", "loc": "地名", "org": "机构名", "org2": "机构名"}
+        text = tpl.format(**values)
+        if text in seen:
+            continue
+        seen.add(text)
+        slots = sorted((tpl.index("{" + k + "}"), k) for k in kinds if "{" + k + "}" in tpl)
+        entities = [[values[k], kinds[k]] for _, k in slots]
+        out.append({"text": text, "entities": entities})
+    return out

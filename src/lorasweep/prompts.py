@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from .config import TaskSpec
 
-LABEL_SEPARATOR = "、"
-
 
 def render_prompt(task: TaskSpec, example: dict, prompt_name: str | None = None) -> str:
     """Fill {text}, {entity1}, {entity2} and {labels}; other braces stay as written."""
@@ -12,7 +10,7 @@ def render_prompt(task: TaskSpec, example: dict, prompt_name: str | None = None)
         "text": example["text"],
         "entity1": example.get("entity1", ""),
         "entity2": example.get("entity2", ""),
-        "labels": LABEL_SEPARATOR.join(task.labels),
+        "labels": task.label_separator.join(task.labels),
     }
     out = task.prompt_template(prompt_name)
     for key, val in values.items():

@@ -21,7 +21,8 @@ from .prompts import render_prompt
 
 log = logging.getLogger(__name__)
 
-GENERATORS = {"people_relations": demo_data.generate}
+GENERATORS = {"people_relations": demo_data.generate, "patents": demo_data.generate_patents,
+              "ner": demo_data.generate_ner}
 
 
 @dataclass(frozen=True)
