@@ -74,7 +74,7 @@ def test_eval_sh_serves_both_adapters_from_one_server_and_scores(sweep):
     assert not _vllm_servers()
     p = _sh("eval.sh", exp, env, timeout=1500)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "3 scored" in p.stdout
+    assert "5 scored" in p.stdout   # base + 2 adapters + 2 tf-idf baselines
     assert not _vllm_servers(), "the vLLM server must be stopped after eval"
     # One server start for both adapters.
     assert p.stderr.count("starting vLLM with 2 adapter(s)") == 1
@@ -83,14 +83,14 @@ def test_eval_sh_serves_both_adapters_from_one_server_and_scores(sweep):
     preds = {}
     for sub in ("n0/base", "n16/seed1", "n48/seed1"):
         folder = runs / sub
-        lines = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+        lines = [json.loads(x) for x in (folder / "predictions.free.jsonl").read_text().splitlines()]
         assert [x["i"] for x in lines] == list(range(TEST_SIZE))
-        m = json.loads((folder / "metrics.json").read_text())["metrics"]
+        m = json.loads((folder / "metrics.free.json").read_text())["metrics"]
         assert m["n"] == TEST_SIZE and 0 <= m["f1_macro"] <= 1
         assert m["invalid"] == sum(not x["valid"] for x in lines)
         assert set(m) >= {"accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_weighted",
                           "per_class", "confusion_matrix"}
-        with open(folder / "result.pkl", "rb") as f:
+        with open(folder / "result.free.pkl", "rb") as f:
             r = pickle.load(f)
         assert r.predictions == [x["prediction"] for x in lines]
         preds[sub] = [x["raw"] for x in lines]
@@ -106,12 +106,14 @@ def test_eval_sh_serves_both_adapters_from_one_server_and_scores(sweep):
 
     with open(root / "experiments" / "e2e" / "results.pkl", "rb") as f:
         df = pickle.load(f)
-    assert sorted(df["size"]) == [0, 16, 48]
+    llm = df[df.model == "gemma-3-270m"]
+    assert sorted(llm["size"]) == [0, 16, 48]
+    assert sorted(df[df.model == "baseline-tfidf-logreg"]["size"]) == [16, 48]
     assert (root / "experiments" / "e2e" / "results.csv").is_file()
 
     # Scoring again skips finished runs and starts no server.
     p2 = _sh("eval.sh", exp, env, timeout=300)
-    assert p2.returncode == 0 and "0 scored, 3 already scored" in p2.stdout
+    assert p2.returncode == 0 and "0 scored, 5 already scored" in p2.stdout
 
 
 def test_notebook_runs_headless_and_saves_figures(sweep):
