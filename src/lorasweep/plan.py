@@ -15,7 +15,7 @@ from .config import ExperimentConfig
 from .paths import experiment_dir
 from .splits import dataset_name
 
-BASELINE_MODELS = {"tfidf": "baseline-tfidf-logreg"}
+BASELINE_MODELS = {"tfidf": "baseline-tfidf-logreg", "embedding": "baseline-minilm-logreg"}
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def test_eval_sh_serves_both_adapters_from_one_server_and_scores(sweep):
     assert not _vllm_servers()
     p = _sh("eval.sh", exp, env, timeout=1500)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "5 scored" in p.stdout   # base + 2 adapters + 2 tf-idf baselines
+    assert "7 scored" in p.stdout   # base + 2 adapters + 2 tf-idf + 2 embedding baselines
     assert not _vllm_servers(), "the vLLM server must be stopped after eval"
     # One server start for both adapters.
     assert p.stderr.count("starting vLLM with 2 adapter(s)") == 1
@@ -109,11 +109,12 @@ def test_eval_sh_serves_both_adapters_from_one_server_and_scores(sweep):
     llm = df[df.model == "gemma-3-270m"]
     assert sorted(llm["size"]) == [0, 16, 48]
     assert sorted(df[df.model == "baseline-tfidf-logreg"]["size"]) == [16, 48]
+    assert sorted(df[df.model == "baseline-minilm-logreg"]["size"]) == [16, 48]
     assert (root / "experiments" / "e2e" / "results.csv").is_file()
 
     # Scoring again skips finished runs and starts no server.
     p2 = _sh("eval.sh", exp, env, timeout=300)
-    assert p2.returncode == 0 and "0 scored, 5 already scored" in p2.stdout
+    assert p2.returncode == 0 and "0 scored, 7 already scored" in p2.stdout
 
 
 def test_notebook_runs_headless_and_saves_figures(sweep):
