@@ -21,3 +21,35 @@ def test_tfidf_baseline_learns_the_demo_task_and_improves_with_data(sandbox):
     assert big["f1_macro"] > small["f1_macro"]
     assert big["invalid"] == 0 and big["n"] == 150
     assert run_baselines(cfg, test) == []   # finished runs are skipped
+
+
+def test_embedding_baseline_plumbing_and_cache(sandbox, monkeypatch):
+    """The embedding model itself runs in tests/e2e; here a stand-in embeds."""
+    import numpy as np
+
+    import lorasweep.embed as embed
+
+    calls = []
+
+    def fake_embed(texts, python, work):
+        calls.append(len(texts))
+        v = np.zeros((len(texts), 16), dtype="float32")
+        for i, t in enumerate(texts):
+            for ch in t:
+                v[i, hash(ch) % 16] += 1
+        return v
+
+    monkeypatch.setattr(embed, "embed_texts", fake_embed)
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[40],
+                                       data={"source": "generate:people_relations", "generate_size": 200,
+                                             "test_size": 50}, eval={"baselines": ["embedding"]}))
+    test = load_test(cfg)
+    assert run_baselines(cfg, test) == ["baseline-minilm-logreg__n40__seed1"]
+    assert calls == [200]   # every distinct input once
+    (r,) = baseline_runs(cfg)
+    m = json.loads((r.folder() / "metrics.classifier.json").read_text())["metrics"]
+    assert m["n"] == 50 and m["invalid"] == 0
+    # A new size reuses the cached embeddings.
+    cfg2 = load_config(cfg.path, set_args=["train_sizes=[40,80]"])
+    assert run_baselines(cfg2, test) == ["baseline-minilm-logreg__n80__seed1"]
+    assert calls == [200]
