@@ -86,3 +86,47 @@ def test_changed_config_warns_and_keeps_finished_run(sandbox, tmp_path, caplog):
     s = run_training(cfg2)
     assert "m1__n10__seed1" in s.skipped
     assert "finished earlier with a different config" in caplog.text
+
+
+def test_gpu_groups():
+    import pytest
+
+    from lorasweep.train import gpu_groups
+    assert gpu_groups([], 1) == []
+    assert gpu_groups(["0", "1", "2", "3"], 1) == [["0"], ["1"], ["2"], ["3"]]
+    assert gpu_groups(["0", "1", "2"], 2) == [["0", "1"]]
+    with pytest.raises(ValueError, match="only 1 GPU"):
+        gpu_groups(["0"], 2)
+
+
+def test_runs_in_parallel_one_per_gpu(sandbox, tmp_path, monkeypatch):
+    """With 2 (pretend) GPUs, two runs train at once, each pinned to its own GPU."""
+    cli = tmp_path / "slow-cli"
+    cli.write_text("#!" + __import__("sys").executable + """
+import json, os, sys, time, yaml, pathlib
+args = yaml.safe_load(open(sys.argv[2]))
+out = pathlib.Path(args["output_dir"]); out.mkdir(parents=True, exist_ok=True)
+start = time.time(); time.sleep(1.5)
+(out / "adapter_model.safetensors").write_bytes(b"x")
+(out / "train_results.json").write_text(json.dumps({"gpu": os.environ["CUDA_VISIBLE_DEVICES"], "start": start, "end": time.time()}))
+""")
+    cli.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30, 40],
+                                       models=[{"name": "m1", "path": str(model), "template": "gemma"}],
+                                       train={"llamafactory_cli": str(cli)}))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    s = run_training(cfg)
+    assert len(s.done) == 4 and not s.failed
+    recs = [json.loads((r.folder() / "adapter" / "train_results.json").read_text()) for r in train_runs(cfg)]
+    assert {r["gpu"] for r in recs} == {"0", "1"}
+    # At any moment at most two ran, and two did overlap.
+    events = sorted([(r["start"], 1) for r in recs] + [(r["end"], -1) for r in recs])
+    running, peak = 0, 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    assert peak == 2
+    assert s.wall_s < 4 * 1.5

@@ -151,6 +151,7 @@ class TrainSpec(_Strict):
     args: dict[str, Any] = Field(default_factory=dict, description="any LLaMA-Factory training keys; override the defaults")
     llamafactory_cli: str | None = Field(default=None, description="your own llamafactory-cli; default: the managed environment")
     timeout_s: float | None = Field(default=None, gt=0, description="kill a run that trains longer than this")
+    gpus_per_run: int = Field(default=1, ge=1, description="GPUs given to each run; runs go in parallel on the rest")
 
     @field_validator("args")
     @classmethod

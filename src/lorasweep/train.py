@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +96,8 @@ class TrainSummary:
         return "\n".join(lines)
 
 
-def train_one(cfg: ExperimentConfig, run: RunSpec) -> dict:
-    """Train one run; returns its result record or raises RuntimeError."""
+def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None) -> dict:
+    """Train one run (pinned to `gpus` when given); returns its result record or raises RuntimeError."""
     folder = run.folder()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FAILED).unlink(missing_ok=True)
@@ -106,7 +109,10 @@ def train_one(cfg: ExperimentConfig, run: RunSpec) -> dict:
     log_path.unlink(missing_ok=True)
     argv = llamafactory_cli(cfg) + ["train", str(yaml_path)]
     t0 = time.time()
-    with Child(argv, log_path, env=_child_env(), cwd=folder) as child:
+    env = _child_env()
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    with Child(argv, log_path, env=env, cwd=folder) as child:
         rc = child.wait(timeout=cfg.train.timeout_s)
     wall = time.time() - t0
     adapter = folder / ADAPTER
@@ -127,6 +133,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec) -> dict:
         "epochs": args.get("num_train_epochs"),
         "lora_rank": args.get("lora_rank"),
         "adapter": str(adapter),
+        "gpus": gpus or [],
         "fingerprint": fingerprint(cfg, run),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -153,23 +160,65 @@ def run_training(cfg: ExperimentConfig, retry_failed: bool = True) -> TrainSumma
             summary.failed[r.run_id] = "failed earlier (use --retry-failed)"
         else:
             todo.append(r)
-    log.info("train: %d run(s) to train, %d already finished", len(todo), len(summary.skipped))
-    for run in tqdm(todo, desc="training runs", unit="run", dynamic_ncols=True):
-        log.info("train %s: starting (log %s)", run.run_id, run.folder() / "train.log")
+    groups = gpu_groups(visible_gpus(), cfg.train.gpus_per_run)
+    where = f"{len(groups)} at a time on GPU(s) {groups}" if groups else "one at a time on the CPU"
+    log.info("train: %d run(s) to train, %d already finished; %s", len(todo), len(summary.skipped), where)
+    free: queue.Queue = queue.Queue()
+    for g in groups or [None]:
+        free.put(g)
+
+    def job(run: RunSpec) -> dict:
+        group = free.get()   # blocks until a GPU group (or the CPU) is free
         try:
-            res = train_one(cfg, run)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0]
-            summary.failed[run.run_id] = first
-            atomic_write_json(run.folder() / FAILED, {"run_id": run.run_id, "error": str(e),
-                                                      "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            log.error("train %s: FAILED: %s", run.run_id, e)
-            continue
-        summary.done.append(run.run_id)
-        log.info("train %s: done in %.0f s (%.2f samples/s, loss %s)", run.run_id, res["train_wall_s"],
-                 res["train_samples_per_s"] or 0.0, res["train_loss"])
+            log.info("train %s: starting%s (log %s)", run.run_id, f" on GPU {','.join(group)}" if group else "",
+                     run.folder() / "train.log")
+            return train_one(cfg, run, group)
+        finally:
+            free.put(group)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool, \
+            tqdm(total=len(todo), desc="training runs", unit="run", dynamic_ncols=True) as bar:
+        futures = {pool.submit(job, run): run for run in todo}
+        for fut in as_completed(futures):
+            run = futures[fut]
+            bar.update(1)
+            try:
+                res = fut.result()
+            except RuntimeError as e:
+                summary.failed[run.run_id] = str(e).splitlines()[0]
+                atomic_write_json(run.folder() / FAILED, {"run_id": run.run_id, "error": str(e),
+                                                          "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                log.error("train %s: FAILED: %s", run.run_id, e)
+                continue
+            summary.done.append(run.run_id)
+            log.info("train %s: done in %.0f s (%.2f samples/s, loss %s)", run.run_id, res["train_wall_s"],
+                     res["train_samples_per_s"] or 0.0, res["train_loss"])
     summary.wall_s = time.time() - t0
     return summary
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
+
+
+def gpu_groups(gpus: list[str], per_run: int) -> list[list[str]]:
+    """Split the GPUs into groups of `per_run` (leftovers idle); [] means train on the CPU."""
+    if not gpus:
+        return []
+    if per_run > len(gpus):
+        raise ValueError(f"train.gpus_per_run={per_run} but only {len(gpus)} GPU(s) are visible: {gpus}")
+    return [gpus[i:i + per_run] for i in range(0, len(gpus) - per_run + 1, per_run)]
 
 
 def adapter_dir(run: RunSpec) -> Path:
