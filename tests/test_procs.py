@@ -65,3 +65,21 @@ def test_sigterm_to_harness_leaves_no_child(tmp_path):
     h.wait(timeout=20)
     time.sleep(0.3)
     assert not _alive(child)
+
+
+def test_experiment_lock_excludes_a_second_sweep_and_dies_with_its_holder(tmp_path):
+    from lorasweep.procs import ExperimentLock, LockError
+
+    lock = tmp_path / ".train.lock"
+    code = ("import sys, time; sys.path.insert(0, %r); from lorasweep.procs import ExperimentLock;"
+            "l = ExperimentLock(__import__('pathlib').Path(%r), 'train.sh').__enter__(); print('held', flush=True);"
+            "time.sleep(60)") % (os.path.join(os.path.dirname(__file__), "..", "src"), str(lock))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockError, match=f"another train.sh is already running.*pid {holder.pid}"):
+        with ExperimentLock(lock, "train.sh"):
+            pass
+    holder.kill()   # SIGKILL: the kernel releases the lock
+    holder.wait()
+    with ExperimentLock(lock, "train.sh"):
+        pass

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import ConfigError, ExperimentConfig, load_config
 from .paths import repo_root
+from .procs import LockError
 
 log = logging.getLogger("lorasweep")
 DEFAULT_EXPERIMENT = "experiments/demo.yaml"
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             df = collect_results(cfg)
             print(summary_table(df).to_string() if len(df) else "no scored runs yet")
             return 0
-    except ConfigError as e:
+    except (ConfigError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -16,7 +16,7 @@ from .check import preflight
 from .config import ExperimentConfig
 from .paths import checkout_root
 from .plan import RunSpec, baseline_runs, eval_runs
-from .procs import install_cleanup
+from .procs import ExperimentLock, install_cleanup
 from .results import collect_results
 from .score import is_scored
 from .io import atomic_write_json
@@ -47,6 +47,11 @@ class EvalSummary:
 def run_eval(cfg: ExperimentConfig) -> EvalSummary:
     install_cleanup()
     preflight(cfg, "eval")
+    with ExperimentLock(experiment_dir(cfg.name) / ".eval.lock", "eval.sh"):
+        return _run_eval(cfg)
+
+
+def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
     t0 = time.time()
     summary = EvalSummary()
     test = load_test(cfg)

@@ -134,3 +134,42 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 1.0, alive=None)
             return False
         time.sleep(interval_s)
     return False
+
+
+class LockError(RuntimeError):
+    pass
+
+
+class ExperimentLock:
+    """An exclusive lock on a file (fcntl), held for the life of a sweep: a
+    second train.sh (or eval.sh) on the same experiment stops at once with the
+    holder's pid. The kernel drops the lock when the holder dies, even by SIGKILL."""
+
+    def __init__(self, path: Path, what: str):
+        self.path, self.what = Path(path), what
+        self._fh = None
+
+    def __enter__(self) -> "ExperimentLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise LockError(f"another {self.what} is already running on this experiment ({holder}); "
+                            f"wait for it or stop it (lock file {self.path})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -22,9 +22,9 @@ from tqdm import tqdm
 from .check import preflight
 from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_text, read_json
-from .paths import env_python, repo_root, resolve_model_path
+from .paths import env_python, experiment_dir, repo_root, resolve_model_path
 from .plan import RunSpec, train_runs
-from .procs import Child, install_cleanup, log_tail
+from .procs import Child, ExperimentLock, install_cleanup, log_tail
 from .splits import prepare_data
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,11 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
 def run_training(cfg: ExperimentConfig, retry_failed: bool = True) -> TrainSummary:
     install_cleanup()
     preflight(cfg, "train")
+    with ExperimentLock(experiment_dir(cfg.name) / ".train.lock", "train.sh"):
+        return _run_training(cfg, retry_failed)
+
+
+def _run_training(cfg: ExperimentConfig, retry_failed: bool) -> TrainSummary:
     prepare_data(cfg)
     summary = TrainSummary()
     t0 = time.time()
