@@ -22,8 +22,14 @@ class FakeServer:
         class H(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                try:
+                    text = answer(body)
+                except RuntimeError:
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 outer.requests.append((self.headers.get("Authorization"), body))
-                text = answer(body)
                 out = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                                   "choices": [{"index": 0, "finish_reason": "stop",
                                                "message": {"role": "assistant", "content": text}}],
@@ -105,3 +111,49 @@ def test_both_decodings_in_one_pass(cfg):
     assert (folder / "metrics.free.json").is_file() and (folder / "metrics.constrained.json").is_file()
     # Scored modes are skipped next time.
     assert score_runs(cfg, eval_runs(cfg)[:1], _test(cfg)[:5], srv.url, "k") == {}
+
+
+def test_scoring_resumes_where_it_stopped(cfg):
+    """A server that fails mid-scoring: answers received are kept; the rerun asks only for the rest,
+    and the result equals an uninterrupted run."""
+    import threading
+
+    test = _test(cfg)[:12]
+    run = eval_runs(cfg)[1]
+    lock = threading.Lock()
+    served = {"n": 0}
+
+    def answer(body):
+        return body["messages"][0]["content"][-6:]   # deterministic per prompt
+
+    def flaky_answer(body):
+        with lock:
+            served["n"] += 1
+            if served["n"] > 5:
+                raise RuntimeError("server died")
+        return answer(body)
+
+    srv = FakeServer(flaky_answer)
+    cfg.eval.concurrency = 1
+    try:
+        with pytest.raises(Exception):
+            score_runs(cfg, [run], test, srv.url, "k")
+    finally:
+        srv.close()
+    partial = (run.folder() / "answers.free.partial.jsonl").read_text().splitlines()
+    assert len(partial) == 5 and not is_scored(run, "free")
+    srv2 = FakeServer(answer)
+    try:
+        res = score_runs(cfg, [run], test, srv2.url, "k")
+    finally:
+        srv2.close()
+    assert len(srv2.requests) == len(test) - 5
+    assert res[(run.run_id, "free")].raw == [render(cfg, ex)[-6:] for ex in test]
+    assert not (run.folder() / "answers.free.partial.jsonl").exists()
+    lines = (run.folder() / "predictions.free.jsonl").read_text().splitlines()
+    assert [json.loads(x)["i"] for x in lines] == list(range(len(test)))
+
+
+def render(cfg, ex):
+    from lorasweep.prompts import render_prompt
+    return render_prompt(cfg.task, ex)

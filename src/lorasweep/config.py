@@ -181,6 +181,7 @@ class EvalSpec(_Strict):
     kv_cache_gib: float = Field(default=2.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU")
     dtype: str = "auto"
     server_timeout_s: float = Field(default=900, gt=0, description="how long to wait for the server to be healthy")
+    server_restarts: int = Field(default=2, ge=0, description="restart a server that dies mid-scoring this often")
     request_timeout_s: float = Field(default=300, gt=0)
     vllm_python: str | None = Field(default=None, description="python of your own vLLM install; default: the managed environment")
     extra_server_args: list[str] = Field(default_factory=list, description="more vLLM server flags, passed as given")

@@ -75,27 +75,35 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
         chat_template = next((t for t in templates if t.is_file()), None)
         ranks = [int(cfg.train.resolved_args().get("lora_rank", 8))]
         server_log = experiment_dir(cfg.name) / "runs" / f"server_{model.name}.log"
-        try:
-            with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks)) as srv:
-                summary.server_start_s[model.name] = round(srv.started_s, 1)
-                if cfg.eval.check_parity and any_trained:
-                    _check_parity(cfg, srv, model, test[0], any_trained[0])
-                rc = _score_with_client(cfg, srv, runs)
-        except ServerError as e:
-            log.error("eval %s: %s", model.name, e)
-            for r in runs:
-                summary.failed[r.run_id] = "server failed to start"
-            continue
-        except ParityError as e:
-            log.error("eval %s: %s", model.name, e)
-            for r in runs:
-                summary.failed[r.run_id] = "train/serve parity check failed"
-            continue
+        unscored = lambda: [r for r in runs if not all(is_scored(r, d) for d in cfg.eval.decodings)]  # noqa: E731
+        rc, attempts = None, 1 + cfg.eval.server_restarts
+        for attempt in range(1, attempts + 1):
+            try:
+                with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks)) as srv:
+                    summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
+                    if cfg.eval.check_parity and any_trained and attempt == 1:
+                        _check_parity(cfg, srv, model, test[0], any_trained[0])
+                    rc = _score_with_client(cfg, srv, unscored())
+                    died = srv.child is not None and srv.child.poll() is not None
+            except ServerError as e:
+                log.error("eval %s: %s", model.name, e)
+                rc = "server failed to start"
+                break
+            except ParityError as e:
+                log.error("eval %s: %s", model.name, e)
+                rc = "train/serve parity check failed"
+                break
+            if rc == 0 or not unscored():
+                break
+            if attempt < attempts:
+                log.warning("eval %s: scoring stopped (client exit %s%s); restarting the server and going on "
+                            "where it stopped (attempt %d of %d)", model.name, rc,
+                            ", the server died" if died else "", attempt + 1, attempts)
         for r in runs:
             if all(is_scored(r, d) for d in cfg.eval.decodings):
                 summary.scored.append(r.run_id)
             else:
-                summary.failed[r.run_id] = f"infer_eval.py exit code {rc}"
+                summary.failed[r.run_id] = rc if isinstance(rc, str) else f"infer_eval.py exit code {rc}"
     if cfg.eval.baselines:
         from .baselines import run_baselines
 

@@ -36,6 +36,26 @@ def result_file(decoding: str) -> str:
     return f"result.{decoding}.pkl"
 
 
+def partial_file(decoding: str) -> str:
+    """Answers received so far, one JSON line each, appended as they arrive; a
+    rerun (after a kill or a server restart) asks only for the missing ones."""
+    return f"answers.{decoding}.partial.jsonl"
+
+
+def _load_partial(path, n: int) -> dict[int, str]:
+    done: dict[int, str] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue   # a line cut short by a kill
+        if isinstance(rec, dict) and isinstance(rec.get("i"), int) and 0 <= rec["i"] < n and isinstance(rec.get("raw"), str):
+            done[rec["i"]] = rec["raw"]
+    return done
+
+
 @dataclass
 class RunResult:
     """Everything scored for one run in one decoding mode; pickled as result.<mode>.pkl."""
@@ -102,24 +122,45 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
         return {}
     clients = {(r.run_id, d): make_client(cfg, base_url, api_key, served_name(r), stop_ids, d) for r, d in keys}
     prompts = {p: [render_prompt(cfg.task, ex, p) for ex in test] for p in {r.prompt for r in runs}}
-    raw = {(r.run_id, d): [None] * len(test) for r, d in keys}
-    remaining = {k: len(test) for k in raw}
+    raw: dict[tuple[str, str], list[str | None]] = {}
+    partial = {}
+    for r, d in keys:
+        path = r.folder() / partial_file(d)
+        done = _load_partial(path, len(test))
+        raw[(r.run_id, d)] = [done.get(i) for i in range(len(test))]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial[(r.run_id, d)] = open(path, "a", encoding="utf-8")
+        if done:
+            log.info("score %s [%s]: resuming, %d of %d answers already in", r.run_id, d, len(done), len(test))
+    remaining = {k: sum(v is None for v in vals) for k, vals in raw.items()}
     started, finished = time.time(), {}
 
     def ask(key: tuple[str, str], prompt: str | None, i: int) -> tuple[tuple[str, str], int, str]:
         msg = clients[key].invoke([HumanMessage(content=prompts[prompt][i])])
         return key, i, msg.content if isinstance(msg.content, str) else str(msg.content)
 
-    with ThreadPoolExecutor(max_workers=cfg.eval.concurrency) as pool:
-        futs = [pool.submit(ask, (r.run_id, d), r.prompt, i) for r, d in keys for i in range(len(test))]
-        with tqdm(total=len(futs), desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:
-            for fut in as_completed(futs):
-                key, i, text = fut.result()
-                raw[key][i] = text
-                remaining[key] -= 1
-                if remaining[key] == 0:
-                    finished[key] = time.time()
-                bar.update(1)
+    try:
+        with ThreadPoolExecutor(max_workers=cfg.eval.concurrency) as pool:
+            futs = [pool.submit(ask, (r.run_id, d), r.prompt, i)
+                    for r, d in keys for i in range(len(test)) if raw[(r.run_id, d)][i] is None]
+            with tqdm(total=len(futs), desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:
+                try:
+                    for fut in as_completed(futs):
+                        key, i, text = fut.result()
+                        raw[key][i] = text
+                        partial[key].write(json.dumps({"i": i, "raw": text}, ensure_ascii=False) + "\n")
+                        partial[key].flush()
+                        remaining[key] -= 1
+                        if remaining[key] == 0:
+                            finished[key] = time.time()
+                        bar.update(1)
+                except BaseException:
+                    for f in futs:
+                        f.cancel()
+                    raise
+    finally:
+        for fh in partial.values():
+            fh.close()
 
     results = {}
     for r, d in keys:
@@ -127,6 +168,7 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
         res = build_result(cfg, r, d, test, [t or "" for t in raw[key]])
         res.score_s = round(finished.get(key, time.time()) - started, 2)
         write_run_result(r, res, test)
+        (r.folder() / partial_file(d)).unlink(missing_ok=True)
         results[key] = res
         log.info("score %s [%s]: %s", r.run_id, d, headline(res.metrics))
     return results
