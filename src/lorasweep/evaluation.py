@@ -93,6 +93,10 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
                 log.error("eval %s: %s", model.name, e)
                 rc = "train/serve parity check failed"
                 break
+            except RuntimeError as e:   # e.g. the parity encoding could not run
+                log.error("eval %s: %s", model.name, e)
+                rc = str(e).splitlines()[0]
+                break
             if rc == 0 or not unscored():
                 break
             if attempt < attempts:
