@@ -17,6 +17,125 @@ def _executable(path: str) -> bool:
     return shutil.which(path) is not None
 
 
+def data_problems(cfg: ExperimentConfig) -> list[str]:
+    """Everything wrong with the data, found in one pass (not only the first problem)."""
+    from collections import Counter
+
+    from .splits import load_examples, stratified_order, _key
+
+    out: list[str] = []
+    try:
+        examples = load_examples(cfg, cfg.data.source)
+    except ConfigError as e:
+        return [str(e)]
+    test: list = []
+    if cfg.data.test_file:
+        try:
+            test = load_examples(cfg, cfg.data.test_file)
+        except ConfigError as e:
+            out.append(str(e))
+    src = cfg.data.source
+    empty = sum(1 for ex in examples if not ex["text"])
+    if empty:
+        out.append(f"{src}: {empty} example(s) with an empty text ({cfg.data.text_column}); remove them")
+    if cfg.task.type == "relation_classification":
+        missing = sum(1 for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
+                      or ex["entity2"] and ex["entity2"] not in ex["text"])
+        if missing:
+            out.append(f"{src}: {missing} example(s) name an entity that does not occur in the text; check "
+                       f"{cfg.data.entity1_column}/{cfg.data.entity2_column}")
+    dup = Counter(_key(ex) for ex in examples)
+    dups = {k: v for k, v in dup.items() if v > 1}
+    if dups:
+        conflicting = sum(1 for k in dups if len({ex["label"] for ex in examples if _key(ex) == k}) > 1)
+        out.append(f"{src}: {sum(v - 1 for v in dups.values())} duplicate example(s) "
+                   f"({conflicting} with conflicting labels), e.g. {next(iter(dups))[0][:60]!r}; de-duplicate "
+                   "the data (duplicates can land on both sides of the train/test split)")
+    if test:
+        overlap = {_key(ex) for ex in test} & {_key(ex) for ex in examples}
+        if overlap:
+            out.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}; they are "
+                       "left out of training, but check that this is what you meant")
+        pool = len(examples) - len(overlap)
+    else:
+        if cfg.data.test_size >= len(examples):
+            out.append(f"data.test_size={cfg.data.test_size} leaves nothing to train on ({len(examples)} examples)")
+        pool = len(examples) - cfg.data.test_size
+        if cfg.task.closed_labels:
+            held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
+            absent = [lab for lab in cfg.task.labels if held[lab] == 0]
+            if absent and len(absent) < len(cfg.task.labels):
+                out.append(f"data: no test example for label(s) {absent}; they cannot be scored "
+                           "(bring more data or raise data.test_size)")
+    too_big = [s for s in cfg.train_sizes if s > pool]
+    if too_big:
+        out.append(f"train_sizes: {too_big} larger than the {max(pool, 0)} examples left for training after "
+                   "the test set; lower them or bring more data")
+    return out
+
+
+def disk_problems(cfg: ExperimentConfig) -> list[str]:
+    """Enough free disk for the planned adapters (rough: LoRA matrices of every linear layer, fp32)."""
+    import json
+
+    from .paths import experiment_dir
+    from .plan import train_runs
+
+    need = 0
+    rank = int(cfg.train.resolved_args().get("lora_rank", 8))
+    for m in cfg.models:
+        try:
+            mc = json.loads((resolve_model_path(m.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        mc = mc.get("text_config", mc)
+        h, i, n = mc.get("hidden_size", 4096), mc.get("intermediate_size", 4 * 4096), mc.get("num_hidden_layers", 32)
+        per_adapter = rank * (4 * 2 * h + 3 * (h + i)) * n * 4 + 50_000_000   # + tokenizer, logs, predictions
+        need += per_adapter * sum(1 for r in train_runs(cfg) if r.model == m.name)
+    root = experiment_dir(cfg.name)
+    probe = next((p for p in [root, *root.parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    if need * 2 > free:
+        return [f"disk: the planned adapters need about {need / 1e9:.1f} GB (x2 margin) but only "
+                f"{free / 1e9:.1f} GB are free under {probe}"]
+    return []
+
+
+def template_problems(cfg: ExperimentConfig) -> list[str]:
+    """LLaMA-Factory templates that do not exist (asks the training environment)."""
+    import json
+    import subprocess
+
+    from .train import llamafactory_cli
+
+    py = Path(llamafactory_cli(cfg)[0]).parent / "python"
+    if not py.is_file():
+        return []
+    code = "import json; from llamafactory.data.template import TEMPLATES; print(json.dumps(sorted(TEMPLATES)))"
+    try:
+        p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=180,
+                           env={**os.environ, "DISABLE_VERSION_CHECK": "1"})
+        known = json.loads(p.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return []
+    import difflib
+
+    out = []
+    for m in cfg.models:
+        if m.template not in known:
+            close = difflib.get_close_matches(m.template, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see LLaMA-Factory's template list"
+            out.append(f"models[{m.name}].template: LLaMA-Factory has no template '{m.template}'; {hint}")
+    return out
+
+
+def full_check(cfg: ExperimentConfig) -> list[str]:
+    """Everything `lorasweep check` reports: models, tools, data, templates, disk."""
+    found = problems(cfg, "train") + problems(cfg, "eval")
+    found += data_problems(cfg) + template_problems(cfg) + disk_problems(cfg)
+    return list(dict.fromkeys(found))
+
+
 def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
     """Problems for `stage` ("train" or "eval"); empty when all is well."""
     out = []
@@ -46,6 +165,8 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
 
 def preflight(cfg: ExperimentConfig, stage: str) -> None:
     found = problems(cfg, stage)
+    if stage == "train":
+        found += data_problems(cfg) + template_problems(cfg) + disk_problems(cfg)
     if found:
         where = cfg.path or cfg.name
         raise ConfigError(f"{where}: {len(found)} problem(s) found before {stage}:\n" +

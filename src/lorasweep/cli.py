@@ -1,5 +1,6 @@
 """Command line: `python -m lorasweep <command> [experiment.yaml] [--set key=value ...]`.
 
+    check    find every problem with the experiment, its data and models, before the night
     plan     print the runs (same as train --dry-run)
     prepare  write the data splits and dataset_info.json
     train    train every unfinished run with llamafactory-cli
@@ -47,7 +48,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("plan", "prepare", "eval", "results", "notebook"):
+    for name in ("check", "plan", "prepare", "eval", "results", "notebook"):
         _common(sub.add_parser(name))
     t = sub.add_parser("train")
     _common(t)
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         cfg = _load(args)
+        if args.cmd == "check":
+            from .check import full_check
+            found = full_check(cfg)
+            for p in found:
+                print(f"  - {p}")
+            print(f"{cfg.path}: {len(found)} problem(s)" if found else f"{cfg.path}: ok")
+            return 1 if found else 0
         if args.cmd == "plan" or (args.cmd == "train" and args.dry_run):
             return _plan(cfg, show_yaml=args.cmd == "train")
         if args.cmd == "prepare":

@@ -1,0 +1,153 @@
+"""Bad inputs found before the night: each problem is reported with where it is and what to do."""
+import json
+import stat
+import sys
+
+import pytest
+
+from lorasweep import check
+from lorasweep.config import ConfigError, load_config
+from lorasweep.train import run_training
+from conftest import write_experiment
+
+
+@pytest.fixture
+def fake_tools(tmp_path):
+    """A model folder, and a 'training environment' whose python lists LLaMA-Factory's templates."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"hidden_size": 64, "intermediate_size": 256,
+                                                   "num_hidden_layers": 2}))
+    env = tmp_path / "env" / "bin"
+    env.mkdir(parents=True)
+    (env / "python").write_text(f"#!{sys.executable}\nprint('[\"gemma\", \"llama3\", \"qwen\"]')\n")
+    (env / "llamafactory-cli").write_text("#!/bin/sh\nexit 0\n")
+    for f in env.iterdir():
+        f.chmod(f.stat().st_mode | stat.S_IEXEC)
+    return {"models": [{"name": "m1", "path": str(model), "template": "gemma"}],
+            "train": {"llamafactory_cli": str(env / "llamafactory-cli")}}
+
+
+def _data(sandbox, rows, name="d.jsonl"):
+    path = sandbox / "data" / name
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    return f"data/{name}"
+
+
+def _rows(n, label_of=lambda i: "a" if i % 2 else "b"):
+    return [{"text": f"句子{i}", "label": label_of(i)} for i in range(n)]
+
+
+def _cfg(sandbox, fake_tools, **over):
+    base = {"task": {"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"}, **fake_tools}
+    base.update(over)
+    return load_config(write_experiment(sandbox / "experiments" / "x.yaml", **base))
+
+
+def _all(cfg):
+    return "\n".join(check.full_check(cfg))
+
+
+def test_clean_experiment_has_no_problem(sandbox, fake_tools):
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
+    assert check.full_check(cfg) == []
+
+
+@pytest.mark.parametrize("rows,over,expect", [
+    (_rows(60) + [{"text": "", "label": "a"}], {}, "1 example(s) with an empty text"),
+    (_rows(60) + [{"text": "句子3", "label": "b"}], {}, "1 duplicate example(s) (1 with conflicting labels)"),
+    (_rows(30), {"train_sizes": [10, 50]}, "train_sizes: [50] larger than the 10 examples left"),
+    (_rows(60, lambda i: "a"), {}, "no test example for label(s) ['b']"),
+    (_rows(10), {"data_test_size": 10}, "data.test_size=10 leaves nothing to train on"),
+])
+def test_data_problems(sandbox, fake_tools, rows, over, expect):
+    data = {"source": _data(sandbox, rows), "test_size": over.pop("data_test_size", 20)}
+    cfg = _cfg(sandbox, fake_tools, data=data, **over)
+    assert expect in _all(cfg)
+
+
+def test_entity_not_in_text(sandbox, fake_tools):
+    rows = [{"text": f"张三和李四{i}", "entity1": "张三", "entity2": "王五" if i == 0 else "李四", "label": "a"}
+            for i in range(40)]
+    cfg = _cfg(sandbox, fake_tools, task={"type": "relation_classification", "labels": ["a", "b"],
+                                          "prompt": "{text}{entity1}{entity2}"},
+               data={"source": _data(sandbox, rows), "test_size": 10})
+    assert "1 example(s) name an entity that does not occur in the text" in _all(cfg)
+
+
+def test_test_examples_in_training_data(sandbox, fake_tools):
+    src = _data(sandbox, _rows(60))
+    test = _data(sandbox, _rows(5), "test.jsonl")
+    cfg = _cfg(sandbox, fake_tools, data={"source": src, "test_file": test})
+    assert "5 test example(s) also appear in data/d.jsonl" in _all(cfg)
+
+
+def test_unknown_template_did_you_mean(sandbox, fake_tools):
+    fake_tools["models"][0]["template"] = "gema"
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
+    assert "LLaMA-Factory has no template 'gema'; did you mean 'gemma'?" in _all(cfg)
+
+
+def test_missing_model_cli_and_server(sandbox, fake_tools, tmp_path):
+    fake_tools["models"][0]["path"] = str(tmp_path / "gone")
+    fake_tools["train"]["llamafactory_cli"] = str(tmp_path / "no-cli")
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20},
+               eval={"vllm_python": str(tmp_path / "no-python")})
+    out = _all(cfg)
+    assert f"no checkpoint at {tmp_path / 'gone'}" in out
+    assert "no-cli not found" in out and "no-python not found" in out
+
+
+def test_unknown_embedded_model(sandbox, fake_tools):
+    fake_tools["models"][0]["path"] = "embedded:gpt-5"
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
+    assert "unknown embedded model 'gpt-5'" in _all(cfg)
+
+
+def test_too_little_disk(sandbox, fake_tools, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("U", "total used free")(10, 10, 1000))
+    assert "disk: the planned adapters need about" in _all(cfg)
+
+
+@pytest.mark.parametrize("text,expect", [
+    ('{"text": "a", "label": "a"}\n{"text": "b", "label": \n', "d.jsonl:2: not valid JSON"),
+    ("just words", "not valid JSON"),
+])
+def test_broken_files(sandbox, fake_tools, text, expect):
+    (sandbox / "data" / "d.jsonl").write_text(text)
+    cfg = _cfg(sandbox, fake_tools, data={"source": "data/d.jsonl", "test_size": 1})
+    assert expect in _all(cfg)
+
+
+def test_unsupported_format(sandbox, fake_tools):
+    (sandbox / "data" / "d.xlsx").write_text("x")
+    cfg = _cfg(sandbox, fake_tools, data={"source": "data/d.xlsx"})
+    assert "unsupported data format '.xlsx'" in _all(cfg)
+
+
+def test_train_stops_before_any_run_and_lists_every_problem(sandbox, fake_tools):
+    rows = _rows(30) + [{"text": "", "label": "a"}, {"text": "句子1", "label": "a"}]
+    fake_tools["models"][0]["template"] = "qwen3x"
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, rows), "test_size": 10}, train_sizes=[10, 40])
+    with pytest.raises(ConfigError) as e:
+        run_training(cfg)
+    msg = str(e.value)
+    assert "4 problem(s) found before train" in msg
+    for part in ("empty text", "duplicate example", "train_sizes: [40]", "no template 'qwen3x'"):
+        assert part in msg
+    assert not (sandbox / "experiments" / "x" / "runs").exists()
+
+
+def test_check_command_exit_codes(sandbox, fake_tools, capsys):
+    from lorasweep.cli import main
+
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
+    assert main(["check", str(cfg.path)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": ok")
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20}, train_sizes=[100])
+    assert main(["check", str(cfg.path)]) == 1
+    assert "1 problem(s)" in capsys.readouterr().out
