@@ -74,10 +74,17 @@ def test_labels_needed_with_noise_seeds_and_refusals():
     assert ans.size == pytest.approx(400, rel=0.25) and ans.low <= ans.size <= ans.high
     assert 250 < ans.low and ans.high < 800
     assert "training examples" in ans.message
-    far = stats.labels_needed(sizes, scores, 0.885, n_boot=50)        # ~20,000: far beyond 800
-    assert far.size is None and "not extrapolating" in far.message
     never = stats.labels_needed(sizes, scores, 0.95, n_boot=50)
     assert never.size is None and "levels off" in never.message
+
+
+def test_labels_needed_refuses_far_extrapolation():
+    sizes = [50, 100, 200, 400, 800] * 2
+    scores = [stats.power_law(n, 0.9, 2.0, 0.5) for n in sizes]
+    far = stats.labels_needed(sizes, scores, 0.88, n_boot=50)   # truth: 10,000 = 12.5x the largest size
+    assert far.size is None and "not extrapolating" in far.message and "10,0" in far.message
+    near = stats.labels_needed(sizes, scores, 0.86, n_boot=50)  # truth: 2,500 = 3.1x: answered
+    assert near.size == pytest.approx(2500, rel=0.01)
 
 
 def test_curve_needs_three_sizes():

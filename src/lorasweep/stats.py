@@ -187,8 +187,10 @@ def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0
             continue
     lo = hi = None
     if boots:
-        arr = np.asarray(boots)
-        lo, hi = (float(v) for v in np.quantile(arr, [0.025, 0.975]))
+        # A resample whose curve never reaches the target counts as an infinite size.
+        arr = np.sort(np.asarray(boots))
+        lo = float(arr[int(0.025 * (len(arr) - 1))])
+        hi = float(arr[int(math.ceil(0.975 * (len(arr) - 1)))])
     if math.isinf(n):
         return LabelsNeeded(target, None, lo, hi, fit.a,
                             f"not reached: the fitted curve levels off at {fit.a:.3f} < {target:.3f}")
