@@ -83,3 +83,10 @@ def test_experiment_lock_excludes_a_second_sweep_and_dies_with_its_holder(tmp_pa
     holder.wait()
     with ExperimentLock(lock, "train.sh"):
         pass
+
+
+def test_peak_memory_of_the_group_is_sampled(tmp_path):
+    code = "import time; x = bytearray(200 * 1024 * 1024); time.sleep(2.5)"
+    with Child([sys.executable, "-c", code], tmp_path / "m.log") as c:
+        c.wait()
+    assert c.peak_rss_bytes > 150 * 1024 * 1024

@@ -42,6 +42,7 @@ DEFAULT_TRAIN_ARGS: dict[str, Any] = {
     "plot_loss": False,
     "preprocessing_num_workers": 1,
     "dataloader_num_workers": 0,
+    "include_num_input_tokens_seen": True,   # tokens seen: the cost of a point
 }
 
 # Stop tokens per LLaMA-Factory template: the token that ends an assistant turn

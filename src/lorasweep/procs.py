@@ -8,6 +8,7 @@ import atexit
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -84,6 +85,27 @@ class Child:
                                      stdin=subprocess.DEVNULL, env=env, cwd=cwd,
                                      start_new_session=True)
         _LIVE.add(self.proc)
+        self.peak_rss_bytes = 0
+        self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
+        self._sampler.start()
+
+    def _sample_memory(self, every_s: float = 1.0) -> None:
+        """Peak resident memory of the whole process group, sampled from /proc."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        while self.proc.poll() is None:
+            total = 0
+            for d in os.listdir("/proc"):
+                if not d.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[2]) == self.proc.pid:      # process group id
+                    total += int(fields[21]) * page      # resident pages
+            self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+            time.sleep(every_s)
 
     @property
     def pid(self) -> int:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ["run_id", "model", "prompt", "decoding", "size", "seed", "task", "n", "score", "accuracy",
            "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted", "recall_weighted",
            "f1_micro", "precision_micro", "recall_micro", "exact_match", "invalid", "invalid_rate",
-           "train_wall_s", "train_samples_per_s", "train_loss", "score_s"]
+           "train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen", "train_peak_rss_gb", "score_s"]
 # The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
 HEADLINE = {"ner": "f1_micro"}
 
@@ -48,7 +48,8 @@ def collect_results(cfg: ExperimentConfig):
         tr = r.folder() / "train_result.json"
         if tr.is_file():
             t = read_json(tr)
-            row.update({k: t.get(k) for k in ("train_wall_s", "train_samples_per_s", "train_loss")})
+            row.update({k: t.get(k) for k in ("train_wall_s", "train_samples_per_s", "train_loss",
+                                              "train_tokens_seen", "train_peak_rss_gb")})
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     out = experiment_dir(cfg.name)

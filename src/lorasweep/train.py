@@ -114,6 +114,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     with Child(argv, log_path, env=env, cwd=folder) as child:
         rc = child.wait(timeout=cfg.train.timeout_s)
+        peak_rss = child.peak_rss_bytes
     wall = time.time() - t0
     adapter = folder / ADAPTER
     if rc != 0:
@@ -130,6 +131,8 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "train_runtime_s": lf.get("train_runtime"),
         "train_samples_per_s": lf.get("train_samples_per_second"),
         "train_loss": lf.get("train_loss"),
+        "train_tokens_seen": lf.get("num_input_tokens_seen"),
+        "train_peak_rss_gb": round(peak_rss / 1e9, 2),
         "epochs": args.get("num_train_epochs"),
         "lora_rank": args.get("lora_rank"),
         "adapter": str(adapter),
