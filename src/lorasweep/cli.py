@@ -7,6 +7,7 @@
     eval     serve adapters with vLLM, score them, collect results
     results  rebuild experiments/<name>/results.* from the run folders
     notebook execute analysis.ipynb headless (figures saved as PNG)
+    report   write experiments/<name>/report.html: CIs, paired tests, fitted curves, cost
 """
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("check", "plan", "prepare", "eval", "results", "notebook"):
         _common(sub.add_parser(name))
+    rp = sub.add_parser("report")
+    _common(rp)
+    rp.add_argument("--target", type=float, default=0.8, help="score to ask 'how many labels?' for (default 0.8)")
+    rp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    rp.add_argument("--bootstrap-seed", type=int, default=0)
     t = sub.add_parser("train")
     _common(t)
     t.add_argument("--dry-run", action="store_true", help="print the plan and the resolved LLaMA-Factory YAML of the first run")
@@ -81,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_eval(cfg)
             print(summary.text(), flush=True)
             return 1 if summary.failed else 0
+        if args.cmd == "report":
+            from .analysis import write_report
+            out = write_report(cfg, target=args.target, n_resamples=args.resamples, seed=args.bootstrap_seed)
+            print(out)
+            return 0
         if args.cmd == "notebook":
             from .report import run_notebook
             run_notebook(cfg)

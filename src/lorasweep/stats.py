@@ -200,3 +200,22 @@ def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0
                             f"{MAX_EXTRAPOLATION:.0f}x the largest size measured ({largest}); not extrapolating")
     interval = f" (95% interval {lo:,.0f}-{hi:,.0f})" if lo is not None and math.isfinite(hi) else ""
     return LabelsNeeded(target, n, lo, hi, fit.a, f"about {n:,.0f} training examples{interval}")
+
+
+def bootstrap_ner_ci(pred_sets: list[set], gold_sets: list[set], n_resamples: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """(point, low, high) of entity micro-F1, resampling examples."""
+    tp = np.array([len(p & g) for p, g in zip(pred_sets, gold_sets)], float)
+    fp = np.array([len(p - g) for p, g in zip(pred_sets, gold_sets)], float)
+    fn = np.array([len(g - p) for p, g in zip(pred_sets, gold_sets)], float)
+
+    def f1(idx):
+        t, f_p, f_n = tp[idx].sum(), fp[idx].sum(), fn[idx].sum()
+        return 2 * t / (2 * t + f_p + f_n) if t else 0.0
+
+    n = len(tp)
+    point = f1(np.arange(n))
+    rng = np.random.default_rng(seed)
+    stats_ = np.array([f1(rng.integers(0, n, n)) for _ in range(n_resamples)])
+    lo, hi = np.quantile(stats_, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(point), float(lo), float(hi)

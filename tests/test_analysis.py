@@ -1,0 +1,99 @@
+"""The report and its analyses on a synthetic experiment with known behaviour:
+runs get more right with more data, and one model is clearly better than another."""
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from lorasweep import analysis
+from lorasweep.config import load_config
+from lorasweep.io import atomic_write_json
+from lorasweep.plan import RunSpec
+from lorasweep.score import RunResult, write_run_result
+from lorasweep.splits import prepare_data, load_test
+from conftest import write_experiment
+
+SIZES = [20, 40, 80, 160]
+
+
+def _fake_results(cfg, test):
+    labels = cfg.task.labels
+    refs = [ex["label"] for ex in test]
+    for model, skill in (("good", 1.0), ("weak", 0.6)):
+        for size in [0] + SIZES:
+            for seed in ([None] if size == 0 else cfg.seeds):
+                rng = random.Random(hash((model, size, seed)) % 1000)
+                acc = skill * (0.9 - 2.0 * (size or 5) ** -0.5)
+                preds = [r if rng.random() < acc else rng.choice(labels) for r in refs]
+                run = RunSpec(cfg.name, model, size, seed)
+                res = RunResult(run.run_id, cfg.name, model, size, seed, "free", list(labels), references=refs,
+                                raw=preds, predictions=preds, score_s=3.0)
+                from lorasweep.metrics import classification_metrics
+                res.metrics = classification_metrics(preds, refs, labels)
+                write_run_result(run, res, test)
+                if size:
+                    atomic_write_json(run.folder() / "train_result.json",
+                                      {"train_wall_s": size * 1.5, "train_samples_per_s": 1.3,
+                                       "train_tokens_seen": size * 200, "train_peak_rss_gb": 2.5})
+
+
+@pytest.fixture
+def experiment(sandbox):
+    cfg = load_config(write_experiment(
+        sandbox / "experiments" / "x.yaml", train_sizes=SIZES, seeds=[1, 2, 3],
+        data={"source": "generate:people_relations", "generate_size": 600, "test_size": 300},
+        models=[{"name": "good", "path": "p", "template": "gemma"}, {"name": "weak", "path": "q", "template": "gemma"}],
+        eval={"baselines": []}))
+    prepare_data(cfg)
+    _fake_results(cfg, load_test(cfg))
+    return cfg
+
+
+def test_intervals_paired_matrix_and_curve_answers(experiment):
+    from lorasweep.results import collect_results
+
+    df = analysis.with_intervals(experiment, collect_results(experiment), n_resamples=200)
+    assert ((df.score_low <= df.score) & (df.score <= df.score_high)).all()
+    p, d = analysis.paired_matrix(experiment, df, 160, n_resamples=300)
+    assert d.loc["good / free", "weak / free"] > 0.1 and p.loc["good / free", "weak / free"] < 0.05
+    answers = analysis.curve_answers(df, target=0.6)
+    assert set(answers) == {"good / free", "weak / free"}
+    assert answers["good / free"]["needed"].size is not None
+    assert answers["weak / free"]["needed"].size is None   # plateau ~0.54 < 0.6: never reached
+
+
+def test_report_is_self_contained_html(experiment):
+    out = analysis.write_report(experiment, target=0.6, n_resamples=200)
+    page = out.read_text()
+    assert page.count('src="data:image/png;base64,') == 2 and "http" not in page.replace("http-equiv", "")
+    for part in ("Learning curves and labels needed", "Results with confidence intervals", "Paired comparisons",
+                 "train size 160", "Cost of each point", "training examples", 'class="sig"'):
+        assert part in page
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (bash shell/setup.sh browser)")
+def test_report_renders_in_a_real_headless_browser(experiment, tmp_path):
+    """Chromium loads the file, decodes both figures and lays out the tables."""
+    out = analysis.write_report(experiment, target=0.6, n_resamples=100)
+    probe = tmp_path / "probe.html"
+    # The report inside an iframe of a probe page that writes what rendered into the DOM.
+    probe.write_text(f"""<!doctype html><html><body><iframe id=f src="{out.as_uri()}" width=1200 height=800></iframe>
+<pre id=out>pending</pre><script>
+document.getElementById('f').onload = () => {{
+  const d = document.getElementById('f').contentDocument;
+  const imgs = [...d.images].map(i => i.complete && i.naturalWidth > 100 && i.getBoundingClientRect().width > 100);
+  const tables = [...d.querySelectorAll('table')].filter(t => t.getBoundingClientRect().height > 20).length;
+  document.getElementById('out').textContent = 'IMAGES=' + imgs.join(',') + ' TABLES=' + tables;
+}};</script></body></html>""")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--allow-file-access-from-files", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    line = dom.split('<pre id="out">')[1].split("</pre>")[0]
+    assert line.startswith("IMAGES=true,true"), line
+    assert int(line.split("TABLES=")[1]) >= 4, line
