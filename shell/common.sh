@@ -5,14 +5,13 @@ export LORASWEEP_HOME LORASWEEP_ROOT=$ROOT
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 HARNESS_PY=$LORASWEEP_HOME/envs/harness/bin/python
 
-# ensure_setup TARGET...: run setup.sh for targets whose stamp is missing.
+# ensure_setup TARGET...: bring those environments up to date (setup.sh only
+# rebuilds what is missing or whose pinned requirements changed: seconds otherwise).
 ensure_setup() {
-  local need=()
+  bash "$ROOT/shell/setup.sh" "$@" 2>&1 | grep -v "environment ready" >&2 || true
   for t in "$@"; do
-    case $t in
-      model) [ -f "$LORASWEEP_HOME/models/gemma-3-270m/lorasweep-build.json" ] || need+=(model) ;;
-      *) [ -f "$LORASWEEP_HOME/envs/$t/.lorasweep-stamp" ] || need+=("$t") ;;
-    esac
+    if [ "$t" != model ] && [ "$t" != browser ] && [ ! -f "$LORASWEEP_HOME/envs/$t/.lorasweep-stamp" ]; then
+      echo "setup of the $t environment failed; see the messages above" >&2; exit 1
+    fi
   done
-  if [ ${#need[@]} -gt 0 ]; then bash "$ROOT/shell/setup.sh" "${need[@]}"; fi
 }

@@ -85,7 +85,11 @@ def run_baselines(cfg: ExperimentConfig, test: list[dict]) -> list[str]:
     splits = make_splits(cfg)
     index = None
     if any(r.model == BASELINE_MODELS["embedding"] for r in runs):
-        index = _embedding_index(cfg, splits.pool, test)
+        try:
+            index = _embedding_index(cfg, splits.pool, test)
+        except RuntimeError as e:
+            log.error("baseline embedding: %s", e)
+            runs = [r for r in runs if r.model != BASELINE_MODELS["embedding"]]
     done = []
     for r in runs:
         t0 = time.time()
