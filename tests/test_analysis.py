@@ -57,9 +57,10 @@ def test_intervals_paired_matrix_and_curve_answers(experiment):
     assert ((df.score_low <= df.score) & (df.score <= df.score_high)).all()
     p, d = analysis.paired_matrix(experiment, df, 160, n_resamples=300)
     assert d.loc["good / free", "weak / free"] > 0.1 and p.loc["good / free", "weak / free"] < 0.05
-    answers = analysis.curve_answers(df, target=0.6)
+    answers = analysis.curve_answers(df, target=0.6, cfg=experiment, n_boot=100)
     assert set(answers) == {"good / free", "weak / free"}
-    assert answers["good / free"]["needed"].size is not None
+    need = answers["good / free"]["needed"]
+    assert need.size is not None and need.low < need.size < need.high   # test-set bootstrap: a real interval
     assert answers["weak / free"]["needed"].size is None   # plateau ~0.54 < 0.6: never reached
 
 

@@ -87,8 +87,12 @@ def paired_matrix(cfg: ExperimentConfig, df, size: int, n_resamples: int = 2000,
     return p, d
 
 
-def curve_answers(df, target: float) -> dict[str, dict]:
-    """Per LLM series (3+ train sizes): the fitted curve and the labels needed for `target`."""
+def curve_answers(df, target: float, cfg: ExperimentConfig | None = None, n_boot: int = 200,
+                  seed: int = 0) -> dict[str, dict]:
+    """Per series with 3+ train sizes: the fitted curve and the labels needed for
+    `target`. With `cfg` (classification), the interval comes from resampling the
+    test examples (the same resample for every run, then refitting); otherwise
+    from resampling the points (seeds)."""
     out = {}
     for name, g in df[df["size"] > 0].groupby("series"):
         if g["size"].nunique() < 3:
@@ -96,12 +100,32 @@ def curve_answers(df, target: float) -> dict[str, dict]:
             continue
         try:
             fit = stats.fit_curve(g["size"], g["score"])
-            need = stats.labels_needed(g["size"].tolist(), g["score"].tolist(), target)
+            replicates = None
+            if cfg is not None and cfg.task.type != "ner":
+                replicates = _replicate_scores(cfg, g, n_boot, seed)
+            need = stats.labels_needed(g["size"].tolist(), g["score"].tolist(), target, replicates=replicates)
         except (ValueError, RuntimeError) as e:
             out[name] = {"message": f"no fit: {e}"}
             continue
         out[name] = {"fit": fit, "needed": need, "message": need.message}
     return out
+
+
+def _replicate_scores(cfg: ExperimentConfig, g, n_boot: int, seed: int):
+    """n_boot lists of macro-F1 per row of `g`, each on one bootstrap resample of the test set."""
+    import numpy as np
+
+    coded = []
+    for _, row in g.iterrows():
+        res = _result(cfg, row)
+        coded.append(stats._encode(res.predictions, res.references, res.labels))
+    n = len(coded[0][1])
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        reps.append([stats._macro_f1(p[idx], r[idx], k) for p, r, k in coded])
+    return reps
 
 
 # --- figures ---------------------------------------------------------------
@@ -179,6 +203,24 @@ def _table(frame, fmt=None, highlight=None) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+_INTS = {"size", "seed", "n", "invalid", "count", "train_tokens_seen"}
+
+
+def _fmt(col, v) -> str:
+    if col in _INTS:
+        return f"{int(v):,}"
+    if col in ("train_wall_s", "score_s"):
+        return f"{v:,.1f}"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _sig(col, v) -> str:
+    if not isinstance(v, str) or "(p" not in v:
+        return ""
+    p = v.split("(p", 1)[1].rstrip(")")
+    return "sig" if p.startswith("<") or float(p.lstrip("=")) < 0.05 else ""
+
+
 def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 1000, seed: int = 0,
                  out: Path | None = None) -> Path:
     """One self-contained HTML file (figures embedded) with all of the above."""
@@ -193,7 +235,7 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     if df.empty:
         raise FileNotFoundError(f"no scored runs for experiment '{cfg.name}': run `bash shell/eval.sh` first")
     df = with_intervals(cfg, df, n_resamples, seed)
-    answers = curve_answers(df, target)
+    answers = curve_answers(df, target, cfg, seed=seed)
     sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
                 f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
                 f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
@@ -213,10 +255,9 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections.append("<h2>Results with confidence intervals</h2>")
     tab = df[["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
               "accuracy_high", "invalid", "n"]].sort_values(["series", "size", "seed"]).set_index("series")
-    sections.append(_table(tab, fmt=lambda c, v: f"{v:.3f}" if isinstance(v, float) and c not in ("seed",) else
-                           (str(int(v)) if isinstance(v, float) else str(v))))
+    sections.append(_table(tab, fmt=_fmt))
     seeds = df.groupby(["series", "size"])["score"].agg(["mean", "std", "count"]).reset_index().set_index("series")
-    sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=lambda c, v: f"{v:.3f}" if isinstance(v, float) else str(v)))
+    sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
 
     sections.append("<h2>Paired comparisons</h2><p>Paired bootstrap of the macro-F1 difference on the same "
                     "test examples (row minus column); p-values, significant (&lt; 0.05) ones highlighted.</p>")
@@ -231,15 +272,16 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
             for a in p.index:
                 for b in p.columns:
                     if a != b:
-                        cell.loc[a, b] = f"{d.loc[a, b]:+.3f} (p={p.loc[a, b]:.3f})"
+                        pv = p.loc[a, b]
+                        cell.loc[a, b] = f"{d.loc[a, b]:+.3f} (p{'<0.001' if pv < 0.001 else f'={pv:.3f}'})"
             sections.append(f"<h3>train size {int(size)}</h3>" + _table(
-                cell, highlight=lambda c, v: "sig" if isinstance(v, str) and "p=" in v and float(v.split("p=")[1][:-1]) < 0.05 else ""))
+                cell, highlight=_sig))
 
     sections.append("<h2>Cost of each point</h2>")
     sections.append(f'<img class="figure" alt="cost" src="data:image/png;base64,{_png(plot_cost(df))}">')
     cost = df[["series", "size", "seed", "train_wall_s", "train_samples_per_s", "train_tokens_seen",
                "train_peak_rss_gb", "score_s"]].sort_values(["series", "size"]).set_index("series")
-    sections.append(_table(cost, fmt=lambda c, v: f"{v:,.1f}" if isinstance(v, float) else str(v)))
+    sections.append(_table(cost, fmt=_fmt))
     sections.append(f"<p class='foot'>Written by lorasweep in {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}.</p>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
              "margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"

@@ -165,11 +165,14 @@ class LabelsNeeded:
 MAX_EXTRAPOLATION = 4.0   # answer for sizes up to this many times the largest measured
 
 
-def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0) -> LabelsNeeded:
+def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0,
+                  replicates: list[list[float]] | None = None) -> LabelsNeeded:
     """How many training examples the fitted curve needs to reach `target`, with
-    an interval from refitting on bootstrap resamples of the points. Refuses to
-    answer beyond MAX_EXTRAPOLATION x the largest measured size, or when the
-    curve's plateau is below the target."""
+    a 95% interval from refitting: on `replicates` (the scores recomputed on
+    bootstrap resamples of the test set, one list per resample) when given,
+    else on bootstrap resamples of the points (seeds). Refuses to answer beyond
+    MAX_EXTRAPOLATION x the largest measured size, or when the curve's plateau
+    is below the target."""
     fit = fit_curve(sizes, scores)
     largest = max(fit.sizes)
     limit = MAX_EXTRAPOLATION * largest
@@ -177,12 +180,18 @@ def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0
     x, y = np.asarray(sizes, float), np.asarray(scores, float)
     rng = np.random.default_rng(seed)
     boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(x), len(x))
-        if len(set(x[idx][x[idx] > 0])) < 3:
+    if replicates is not None:
+        samples = [(x, np.asarray(rep, float)) for rep in replicates]
+    else:
+        samples = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(x), len(x))
+            samples.append((x[idx], y[idx]))
+    for xs, ys in samples:
+        if len(set(xs[xs > 0])) < 3:
             continue
         try:
-            boots.append(fit_curve(x[idx], y[idx]).size_for(target))
+            boots.append(fit_curve(xs, ys).size_for(target))
         except (ValueError, RuntimeError):
             continue
     lo = hi = None
