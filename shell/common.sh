@@ -1,7 +1,8 @@
 # Sourced by the other scripts: find the harness Python, set up what is missing.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LORASWEEP_HOME=${LORASWEEP_HOME:-$HOME/.cache/lorasweep}
-export LORASWEEP_HOME LORASWEEP_ROOT=$ROOT
+LORASWEEP_ROOT=${LORASWEEP_ROOT:-$ROOT}
+export LORASWEEP_HOME LORASWEEP_ROOT
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 HARNESS_PY=$LORASWEEP_HOME/envs/harness/bin/python
 
