@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             print(out)
             return 0
         if args.cmd == "notebook":
-            from .report import run_notebook
+            from .notebook import run_notebook
             run_notebook(cfg)
             return 0
         if args.cmd == "results":

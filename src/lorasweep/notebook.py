@@ -1,5 +1,5 @@
-"""Running analysis.ipynb headless for an experiment (the figures it saves are
-the report for now); the executed copy lands in experiments/<name>/."""
+"""Running analysis.ipynb headless for an experiment; the executed copy and the
+figures (PNG) land in experiments/<name>/."""
 from __future__ import annotations
 
 import logging
