@@ -63,7 +63,8 @@ def _gold_entities(cfg: ExperimentConfig):
 def paired_matrix(cfg: ExperimentConfig, df, size: int, n_resamples: int = 2000, seed: int = 0):
     """p-values (paired bootstrap of macro-F1 on the same test examples) between
     every two series at one train size, on the first seed they share. Rows beat
-    columns when diff > 0. Returns (p-value frame, difference frame)."""
+    columns when diff > 0. Returns (p-value frame, difference frame); the exact
+    McNemar p-values on per-example correctness are in `p.attrs["mcnemar"]`."""
     import pandas as pd
 
     sub = df[df["size"] == size].copy()
@@ -76,6 +77,7 @@ def paired_matrix(cfg: ExperimentConfig, df, size: int, n_resamples: int = 2000,
     names = sorted(rows)
     p = pd.DataFrame(index=names, columns=names, dtype=float)
     d = pd.DataFrame(index=names, columns=names, dtype=float)
+    mc = pd.DataFrame(index=names, columns=names, dtype=float)
     for a in names:
         for b in names:
             if a == b:
@@ -83,7 +85,8 @@ def paired_matrix(cfg: ExperimentConfig, df, size: int, n_resamples: int = 2000,
             ra, rb = rows[a], rows[b]
             r = stats.paired_test(ra.predictions, rb.predictions, ra.references, ra.labels, "f1_macro",
                                   n_resamples, seed)
-            p.loc[a, b], d.loc[a, b] = r.p_value, r.diff
+            p.loc[a, b], d.loc[a, b], mc.loc[a, b] = r.p_value, r.diff, r.mcnemar_p
+    p.attrs["mcnemar"] = mc
     return p, d
 
 
@@ -217,7 +220,7 @@ def _fmt(col, v) -> str:
 def _sig(col, v) -> str:
     if not isinstance(v, str) or "(p" not in v:
         return ""
-    p = v.split("(p", 1)[1].rstrip(")")
+    p = v.split("(p", 1)[1].split(";")[0]
     return "sig" if p.startswith("<") or float(p.lstrip("=")) < 0.05 else ""
 
 
@@ -259,8 +262,9 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     seeds = df.groupby(["series", "size"])["score"].agg(["mean", "std", "count"]).reset_index().set_index("series")
     sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
 
-    sections.append("<h2>Paired comparisons</h2><p>Paired bootstrap of the macro-F1 difference on the same "
-                    "test examples (row minus column); p-values, significant (&lt; 0.05) ones highlighted.</p>")
+    sections.append("<h2>Paired comparisons</h2><p>Macro-F1 difference on the same test examples (row minus "
+                    "column), the paired-bootstrap p-value of that difference, and the exact McNemar p-value "
+                    "of per-example correctness; significant (bootstrap p &lt; 0.05) cells highlighted.</p>")
     if cfg.task.type == "ner":
         sections.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
     else:
@@ -272,8 +276,9 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
             for a in p.index:
                 for b in p.columns:
                     if a != b:
-                        pv = p.loc[a, b]
-                        cell.loc[a, b] = f"{d.loc[a, b]:+.3f} (p{'<0.001' if pv < 0.001 else f'={pv:.3f}'})"
+                        pv, mv = p.loc[a, b], p.attrs["mcnemar"].loc[a, b]
+                        cell.loc[a, b] = (f"{d.loc[a, b]:+.3f} (p{'<0.001' if pv < 0.001 else f'={pv:.3f}'}; "
+                                          f"McNemar {'<0.001' if mv < 0.001 else f'{mv:.3f}'})")
             sections.append(f"<h3>train size {int(size)}</h3>" + _table(
                 cell, highlight=_sig))
 
