@@ -207,7 +207,11 @@ def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0
         return LabelsNeeded(target, None, lo, hi, fit.a,
                             f"beyond the data: the fit puts it near {n:,.0f} examples, more than "
                             f"{MAX_EXTRAPOLATION:.0f}x the largest size measured ({largest}); not extrapolating")
-    interval = f" (95% interval {lo:,.0f}-{hi:,.0f})" if lo is not None and math.isfinite(hi) else ""
+    interval = ""
+    if lo is not None and math.isfinite(hi):
+        interval = f" (95% interval {lo:,.0f}-{hi:,.0f})"
+    elif lo is not None and math.isfinite(lo):
+        interval = f" (95% interval from {lo:,.0f} up: in some resamples the curve never reaches {target:.2f})"
     return LabelsNeeded(target, n, lo, hi, fit.a, f"about {n:,.0f} training examples{interval}")
 
 
