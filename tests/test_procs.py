@@ -90,3 +90,21 @@ def test_peak_memory_of_the_group_is_sampled(tmp_path):
     with Child([sys.executable, "-c", code], tmp_path / "m.log") as c:
         c.wait()
     assert c.peak_rss_bytes > 150 * 1024 * 1024
+
+
+def test_sigkill_of_the_harness_takes_its_child_along(tmp_path):
+    """Even SIGKILL (no handler runs) leaves no trainer/server behind."""
+    code = ("import sys, time; sys.path.insert(0, %r);"
+            "from lorasweep.procs import Child;"
+            "c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], %r);"
+            "print(c.pid, flush=True); time.sleep(60)") % (os.path.join(os.path.dirname(__file__), "..", "src"),
+                                                            str(tmp_path / "x.log"))
+    h = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(h.stdout.readline())
+    assert _alive(child)
+    h.kill()
+    h.wait(timeout=10)
+    deadline = time.time() + 5
+    while time.time() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child)

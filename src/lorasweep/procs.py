@@ -17,6 +17,26 @@ from typing import Sequence
 _LIVE: set[subprocess.Popen] = set()
 
 
+def _load_prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()   # looked up once, so the forked child only makes the call
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the harness dies, even by
+    SIGKILL, so no trainer or server outlives a killed sweep (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
 def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     if proc.poll() is None:
         try:
@@ -83,7 +103,7 @@ class Child:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         _LIVE.add(self.proc)
         self.peak_rss_bytes = 0
         self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
