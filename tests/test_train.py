@@ -130,3 +130,44 @@ start = time.time(); time.sleep(1.5)
         peak = max(peak, running)
     assert peak == 2
     assert s.wall_s < 4 * 1.5
+
+
+def test_sigterm_stops_the_sweep_and_starts_no_further_run(sandbox, tmp_path):
+    """SIGTERM during the first of three runs: the trainer is stopped and no other run starts."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cli = tmp_path / "slow-cli"
+    cli.write_text("#!" + sys.executable + """
+import sys, time, yaml, pathlib
+args = yaml.safe_load(open(sys.argv[2]))
+pathlib.Path(args["output_dir"]).mkdir(parents=True, exist_ok=True)
+(pathlib.Path(args["output_dir"]).parent / "started").write_text("x")
+time.sleep(60)
+""")
+    cli.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    exp = write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30],
+                           models=[{"name": "m1", "path": str(model), "template": "gemma"}],
+                           train={"llamafactory_cli": str(cli)})
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    h = subprocess.Popen([sys.executable, "-m", "lorasweep", "train", str(exp)],
+                         env={**os.environ, "PYTHONPATH": src, "LORASWEEP_ROOT": str(sandbox)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = sandbox / "experiments" / "x" / "runs" / "m1"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (runs / "n10" / "seed1" / "started").exists():
+        time.sleep(0.2)
+    h.send_signal(signal.SIGTERM)
+    h.wait(timeout=30)
+    time.sleep(1)
+    assert h.returncode != 0
+    assert sorted(p.parent.parent.name for p in runs.glob("n*/seed1/started")) == ["n10"]
+    assert not (runs / "n10" / "seed1" / "train_result.json").exists()
+    out = subprocess.run(["pgrep", "-f", str(cli)], capture_output=True, text=True).stdout
+    assert not out.strip()

@@ -11,6 +11,7 @@ import os
 import queue
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_text, read_json
 from .paths import env_python, experiment_dir, repo_root, resolve_model_path
 from .plan import RunSpec, train_runs
-from .procs import Child, ExperimentLock, install_cleanup, log_tail
+from .procs import Child, ExperimentLock, install_cleanup, log_tail, stop_all
 from .splits import prepare_data
 
 log = logging.getLogger(__name__)
@@ -175,17 +176,36 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool) -> TrainSummary:
     for g in groups or [None]:
         free.put(g)
 
+    stopping = threading.Event()
+
     def job(run: RunSpec) -> dict:
         group = free.get()   # blocks until a GPU group (or the CPU) is free
         try:
+            if stopping.is_set():
+                raise RuntimeError("not started: the sweep was stopped")
             log.info("train %s: starting%s (log %s)", run.run_id, f" on GPU {','.join(group)}" if group else "",
                      run.folder() / "train.log")
             return train_one(cfg, run, group)
         finally:
             free.put(group)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool, \
-            tqdm(total=len(todo), desc="training runs", unit="run", dynamic_ncols=True) as bar:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(groups)))
+    try:
+        _collect(pool, job, todo, summary)
+    except BaseException:
+        # Interrupted (SIGINT/SIGTERM): start no further run; the running ones
+        # were signalled by the handler and end with their process groups.
+        stopping.set()
+        stop_all()   # a run that started just as the signal came
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    summary.wall_s = time.time() - t0
+    return summary
+
+
+def _collect(pool: ThreadPoolExecutor, job, todo: list[RunSpec], summary: TrainSummary) -> None:
+    with tqdm(total=len(todo), desc="training runs", unit="run", dynamic_ncols=True) as bar:
         futures = {pool.submit(job, run): run for run in todo}
         for fut in as_completed(futures):
             run = futures[fut]
@@ -201,8 +221,6 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool) -> TrainSummary:
             summary.done.append(run.run_id)
             log.info("train %s: done in %.0f s (%.2f samples/s, loss %s)", run.run_id, res["train_wall_s"],
                      res["train_samples_per_s"] or 0.0, res["train_loss"])
-    summary.wall_s = time.time() - t0
-    return summary
 
 
 def visible_gpus() -> list[str]:
