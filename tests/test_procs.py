@@ -108,3 +108,30 @@ def test_sigkill_of_the_harness_takes_its_child_along(tmp_path):
     while time.time() < deadline and _alive(child):
         time.sleep(0.1)
     assert not _alive(child)
+
+
+def test_server_that_never_gets_healthy_times_out_with_its_log_tail(sandbox, tmp_path):
+    """A 'vLLM' that prints and hangs: the health wait gives up after server_timeout_s,
+    the error carries the server's log tail, and no process is left."""
+    from lorasweep.config import load_config
+    from lorasweep.serve import ServerError, VLLMServer
+    from conftest import write_experiment
+
+    fake = tmp_path / "python"
+    fake.write_text("#!" + sys.executable + "\nimport time\nprint('loading weights... CUDA error: pretend', flush=True)\n"
+                    "time.sleep(120)\n")
+    fake.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml",
+                                       models=[{"name": "m1", "path": str(model), "template": "gemma"}],
+                                       eval={"vllm_python": str(fake), "server_timeout_s": 4}))
+    srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "server.log")
+    t0 = time.time()
+    with pytest.raises(ServerError) as e:
+        srv.start()
+    assert time.time() - t0 < 30
+    assert "not healthy after 4 s" in str(e.value) and "CUDA error: pretend" in str(e.value)
+    assert "127.0.0.1" in srv.argv and "--api-key" in srv.argv
+    assert not subprocess.run(["pgrep", "-f", str(fake)], capture_output=True, text=True).stdout.strip()

@@ -61,6 +61,10 @@ def test_failed_run_recorded_and_sweep_goes_on_then_skips_finished(sandbox, tmp_
     assert json.loads(finished)["fingerprint"]
     s3 = run_training(cfg, retry_failed=False)
     assert s3.failed["m1__n20__seed1"].startswith("failed earlier") and not s3.done
+    # --retry-failed: only the failed run is tried; an unfinished run that never failed waits.
+    cfg4 = load_config(cfg.path, set_args=["train_sizes=[10,20,30,40]"])
+    s4 = run_training(cfg4, only_failed=True)
+    assert list(s4.failed) == ["m1__n20__seed1"] and s4.not_started == ["m1__n40__seed1"] and not s4.done
 
 
 def test_preflight_reports_missing_model_and_cli_together(sandbox, tmp_path):

@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train")
     _common(t)
     t.add_argument("--dry-run", action="store_true", help="print the plan and the resolved LLaMA-Factory YAML of the first run")
-    t.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
+    which = t.add_mutually_exclusive_group()
+    which.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
+    which.add_argument("--retry-failed", action="store_true", help="train only the runs that failed before")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
     try:
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "train":
             from .train import run_training
-            summary = run_training(cfg, retry_failed=not args.skip_failed)
+            summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed)
             print(summary.text(), flush=True)
             return 1 if summary.failed else 0
         if args.cmd == "eval":

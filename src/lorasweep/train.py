@@ -87,11 +87,14 @@ class TrainSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    not_started: list[str] = field(default_factory=list)   # left out by --retry-failed
     wall_s: float = 0.0
 
     def text(self) -> str:
         lines = [f"train summary: {len(self.done)} trained, {len(self.skipped)} already finished, "
                  f"{len(self.failed)} failed, {self.wall_s / 60:.1f} min"]
+        if self.not_started:
+            lines.append(f"  {len(self.not_started)} unfinished run(s) left for later (--retry-failed)")
         for rid, why in self.failed.items():
             lines.append(f"  FAILED {rid}: {why}")
         return "\n".join(lines)
@@ -145,14 +148,16 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     return result
 
 
-def run_training(cfg: ExperimentConfig, retry_failed: bool = True) -> TrainSummary:
+def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: bool = False) -> TrainSummary:
+    """Train every unfinished run. retry_failed=False leaves runs that failed
+    before alone; only_failed=True trains nothing but those."""
     install_cleanup()
     preflight(cfg, "train")
     with ExperimentLock(experiment_dir(cfg.name) / ".train.lock", "train.sh"):
-        return _run_training(cfg, retry_failed)
+        return _run_training(cfg, retry_failed, only_failed)
 
 
-def _run_training(cfg: ExperimentConfig, retry_failed: bool) -> TrainSummary:
+def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) -> TrainSummary:
     prepare_data(cfg)
     summary = TrainSummary()
     t0 = time.time()
@@ -166,7 +171,9 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool) -> TrainSummary:
                 log.warning("train %s: finished earlier with a different config or data; keeping it. "
                             "Delete %s to train it again.", r.run_id, r.folder())
         elif (r.folder() / FAILED).is_file() and not retry_failed:
-            summary.failed[r.run_id] = "failed earlier (use --retry-failed)"
+            summary.failed[r.run_id] = "failed earlier (run without --skip-failed, or with --retry-failed)"
+        elif only_failed and not (r.folder() / FAILED).is_file():
+            summary.not_started.append(r.run_id)
         else:
             todo.append(r)
     groups = gpu_groups(visible_gpus(), cfg.train.gpus_per_run)
