@@ -51,15 +51,21 @@ def test_log_tail_keeps_last_progress_state(tmp_path):
     assert log_tail(p, 2) == "100%\nc"
 
 
+def _harness_with_child(tmp_path, setup: str, then: str):
+    """A python process (standing in for the harness) that starts a sleeping Child; (process, child pid)."""
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    code = (f"import sys, time; sys.path.insert(0, {src!r}); {setup}"
+            "from lorasweep.procs import Child;"
+            f"c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], {str(tmp_path / 'x.log')!r});"
+            f"print(c.pid, flush=True); {then}")
+    h = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    return h, int(h.stdout.readline())
+
+
 def test_sigterm_to_harness_leaves_no_child(tmp_path):
     """A harness process killed with SIGTERM takes its child group down with it."""
-    code = ("import sys, time; sys.path.insert(0, %r);"
-            "from lorasweep.procs import Child, install_cleanup; install_cleanup();"
-            "c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], %r);"
-            "print(c.pid, flush=True); c.wait()") % (str(os.path.join(os.path.dirname(__file__), "..", "src")),
-                                                       str(tmp_path / "x.log"))
-    h = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    child = int(h.stdout.readline())
+    h, child = _harness_with_child(tmp_path, "from lorasweep.procs import install_cleanup; install_cleanup();",
+                                   "c.wait()")
     assert _alive(child)
     h.terminate()
     h.wait(timeout=20)
@@ -94,13 +100,7 @@ def test_peak_memory_of_the_group_is_sampled(tmp_path):
 
 def test_sigkill_of_the_harness_takes_its_child_along(tmp_path):
     """Even SIGKILL (no handler runs) leaves no trainer/server behind."""
-    code = ("import sys, time; sys.path.insert(0, %r);"
-            "from lorasweep.procs import Child;"
-            "c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], %r);"
-            "print(c.pid, flush=True); time.sleep(60)") % (os.path.join(os.path.dirname(__file__), "..", "src"),
-                                                            str(tmp_path / "x.log"))
-    h = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    child = int(h.stdout.readline())
+    h, child = _harness_with_child(tmp_path, "", "time.sleep(60)")
     assert _alive(child)
     h.kill()
     h.wait(timeout=10)
