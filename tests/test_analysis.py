@@ -20,11 +20,14 @@ SIZES = [20, 40, 80, 160]
 def _fake_results(cfg, test):
     labels = cfg.task.labels
     refs = [ex["label"] for ex in test]
-    for model, skill in (("good", 1.0), ("weak", 0.6)):
+    # "good" keeps improving; "weak" levels off at 40% right (its curve plateaus
+    # well below the 0.6 target). Seeds are stable across processes (no hash()).
+    curves = {"good": lambda n: 0.9 - 2.0 * n ** -0.5, "weak": lambda n: 0.4 - 2.0 / n}
+    for model, curve in curves.items():
         for size in [0] + SIZES:
             for seed in ([None] if size == 0 else cfg.seeds):
-                rng = random.Random(hash((model, size, seed)) % 1000)
-                acc = skill * (0.9 - 2.0 * (size or 5) ** -0.5)
+                rng = random.Random(f"{model}-{size}-{seed}")
+                acc = curve(size or 5)
                 preds = [r if rng.random() < acc else rng.choice(labels) for r in refs]
                 run = RunSpec(cfg.name, model, size, seed)
                 res = RunResult(run.run_id, cfg.name, model, size, seed, "free", list(labels), references=refs,
@@ -61,7 +64,7 @@ def test_intervals_paired_matrix_and_curve_answers(experiment):
     assert set(answers) == {"good / free", "weak / free"}
     need = answers["good / free"]["needed"]
     assert need.size is not None and need.low < need.size < need.high   # test-set bootstrap: a real interval
-    assert answers["weak / free"]["needed"].size is None   # plateau ~0.54 < 0.6: never reached
+    assert answers["weak / free"]["needed"].size is None   # plateau ~0.45 < 0.6: never reached
 
 
 def test_report_is_self_contained_html(experiment):
