@@ -175,3 +175,16 @@ time.sleep(60)
     assert not (runs / "n10" / "seed1" / "train_result.json").exists()
     out = subprocess.run(["pgrep", "-f", str(cli)], capture_output=True, text=True).stdout
     assert not out.strip()
+
+
+def test_fingerprint_ignores_where_things_live_but_not_what_defines_the_run(sandbox, tmp_path, monkeypatch):
+    from lorasweep.train import fingerprint
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    run = train_runs(cfg)[0]
+    before = fingerprint(cfg, run)
+    monkeypatch.setenv("LORASWEEP_HOME", str(tmp_path / "elsewhere"))   # moved cache
+    monkeypatch.setenv("LORASWEEP_ROOT", str(tmp_path / "moved"))       # moved checkout
+    assert fingerprint(cfg, run) == before
+    changed = load_config(cfg.path, set_args=["train.args.learning_rate=0.01"])
+    assert fingerprint(changed, run) != before

@@ -61,13 +61,19 @@ def is_trained(run: RunSpec) -> bool:
 
 
 def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
-    """Hash of what defines a run: its resolved LLaMA-Factory config and its training data."""
+    """Hash of what defines a run: its resolved LLaMA-Factory config and its
+    training data. Where things live on disk is left out, so a moved checkout
+    or cache keeps its finished runs."""
     import hashlib
     import json
 
     from .splits import dataset_path
 
-    h = hashlib.sha256(json.dumps(resolved_train_yaml(cfg, run), sort_keys=True, default=str).encode())
+    args = resolved_train_yaml(cfg, run)
+    for key in ("dataset_dir", "output_dir"):
+        args.pop(key, None)
+    args["model_name_or_path"] = cfg.model(run.model).path   # as declared, e.g. embedded:gemma-3-270m
+    h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     data = dataset_path(cfg.name, run.size, run.seed)
     if data.is_file():
         h.update(data.read_bytes())
