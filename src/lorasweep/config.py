@@ -186,6 +186,8 @@ class EvalSpec(_Strict):
     request_timeout_s: float = Field(default=300, gt=0)
     vllm_python: str | None = Field(default=None, description="python of your own vLLM install; default: the managed environment")
     extra_server_args: list[str] = Field(default_factory=list, description="more vLLM server flags, passed as given")
+    gpus_per_model: int = Field(default=1, ge=1, description="GPUs given to each base model's server (tensor parallel); "
+                                                             "different base models are served at once on the rest")
 
 
     @field_validator("decoding")
@@ -201,6 +203,21 @@ class EvalSpec(_Strict):
         return [self.decoding] if isinstance(self.decoding, str) else list(self.decoding)
 
 
+class ExecutorSpec(_Strict):
+    kind: Literal["local", "ray"] = Field(default="local", description="local: this machine, one run per GPU group "
+                                          "(one at a time on a CPU); ray: every training and scoring job is a Ray task")
+    address: str | None = Field(default=None, description="Ray cluster to join (host:port or auto); "
+                                                          "default: start a local one on 127.0.0.1 for the sweep")
+    max_retries: int = Field(default=2, ge=0, description="a job whose Ray worker dies is run again this often")
+    cpus_per_task: float | None = Field(default=None, gt=0, description="Ray CPUs per job; default 1 for a GPU job, "
+                                        "a whole node's CPUs for a CPU-only job (CPU training uses every core)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"kind": v} if isinstance(v, str) else v
+
+
 class ExperimentConfig(_Strict):
     name: str
     task: TaskSpec
@@ -210,6 +227,7 @@ class ExperimentConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [1])
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     # Set by load_config, not by YAML: where the file lives and the
     # command-line overrides applied on top of it.
@@ -325,6 +343,8 @@ def _set_dotted(d: dict, dotted: str, value: Any) -> None:
         nxt = cur.get(p)
         if nxt is None:
             nxt = cur[p] = {}
+        if p == "executor" and isinstance(nxt, str) and cur is d:   # the `executor: ray` shorthand
+            nxt = cur[p] = {"kind": nxt}
         if not isinstance(nxt, dict):
             raise ConfigError(f"--set {dotted}: '{p}' is not a mapping")
         cur = nxt

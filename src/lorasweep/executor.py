@@ -1,0 +1,217 @@
+"""Where jobs run. A job is `fn(cfg, item, gpus)` (a training run, or one base
+model's serving and scoring), a module-level function so Ray can ship it.
+
+- local: this machine; one job per GPU group at once (CUDA_VISIBLE_DEVICES set
+  by the job from `gpus`), or one at a time on a CPU-only machine.
+- ray: each job is a Ray task asking for its GPUs (Ray pins them); a job whose
+  worker dies is run again up to `executor.max_retries` times. With no
+  address, a local Ray cluster bound to 127.0.0.1 lives for the sweep.
+
+Results are written by the jobs themselves into the run folders, so resuming
+works the same either way. `run_jobs` yields (item, result, error) as jobs end.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, Callable, Iterator, Sequence
+
+from .config import ExperimentConfig
+from .paths import cache_home, checkout_root, repo_root
+from .procs import stop_all
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[ExperimentConfig, Any, "list[str] | None"], Any]
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
+
+
+def gpu_groups(gpus: list[str], per_job: int, what: str = "train.gpus_per_run") -> list[list[str]]:
+    """Split the GPUs into groups of `per_job` (leftovers idle); [] means the CPU."""
+    if not gpus:
+        return []
+    if per_job > len(gpus):
+        raise ValueError(f"{what}={per_job} but only {len(gpus)} GPU(s) are visible: {gpus}")
+    return [gpus[i:i + per_job] for i in range(0, len(gpus) - per_job + 1, per_job)]
+
+
+def describe(cfg: ExperimentConfig, gpus_per_job: int, what: str) -> str:
+    if cfg.executor.kind == "ray":
+        return f"as Ray tasks on {cfg.executor.address or 'a local Ray cluster (127.0.0.1)'}"
+    groups = gpu_groups(visible_gpus(), gpus_per_job, what)
+    return f"{len(groups)} at a time on GPU(s) {groups}" if groups else "one at a time on the CPU"
+
+
+def run_jobs(cfg: ExperimentConfig, fn: Job, items: Sequence, gpus_per_job: int,
+             what: str = "train.gpus_per_run",
+             on_start: Callable[[Any, "list[str] | None"], None] | None = None) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    if not items:
+        return iter(())
+    if cfg.executor.kind == "ray":
+        return _ray_jobs(cfg, fn, items, gpus_per_job)
+    return _local_jobs(cfg, fn, items, gpus_per_job, what, on_start)
+
+
+def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start):
+    groups = gpu_groups(visible_gpus(), gpus_per_job, what)
+    free: queue.Queue = queue.Queue()
+    for g in groups or [None]:
+        free.put(g)
+    stopping = threading.Event()
+
+    def job(item):
+        group = free.get()   # blocks until a GPU group (or the CPU) is free
+        try:
+            if stopping.is_set():
+                raise RuntimeError("not started: the sweep was stopped")
+            if on_start is not None:
+                on_start(item, group)
+            return fn(cfg, item, group)
+        finally:
+            free.put(group)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, len(groups)))
+    try:
+        futures = {pool.submit(job, item): item for item in items}
+        for fut in as_completed(futures):
+            try:
+                yield futures[fut], fut.result(), None
+            except RuntimeError as e:
+                yield futures[fut], None, e
+    except BaseException:
+        # Interrupted (SIGINT/SIGTERM) or the consumer stopped: start no
+        # further job; running ones were signalled and end with their groups.
+        stopping.set()
+        stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+# --- Ray -----------------------------------------------------------------------
+
+def _worker_env() -> dict[str, str]:
+    """What a Ray worker needs to find this checkout, its data and the managed environments."""
+    env = {"LORASWEEP_ROOT": str(repo_root()), "LORASWEEP_HOME": str(cache_home())}
+    src = str(checkout_root() / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                 if p and p != src])
+    return env
+
+
+def _ray_call(fn: Job, cfg: ExperimentConfig, item: Any) -> Any:
+    """Inside a Ray worker: the job gets the GPUs Ray gave the task (the ids
+    Ray also put in CUDA_VISIBLE_DEVICES), or None on a CPU."""
+    import ray
+
+    from .procs import install_cleanup
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        install_cleanup()   # a SIGTERM to the worker stops the job's children too
+    except ValueError:      # not the main thread: they still die with the worker (PR_SET_PDEATHSIG)
+        pass
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    return fn(cfg, item, gpus or None)
+
+
+def start_ray(cfg: ExperimentConfig) -> bool:
+    """Connect to the configured cluster, or start a local one on 127.0.0.1.
+    Returns True when this call started Ray (and so should shut it down)."""
+    # Ray picks the machine's public address for a local node unless told that
+    # clusters are off; then every part of it binds to 127.0.0.1.
+    if cfg.executor.address is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("executor: ray needs the ray package in the harness environment "
+                           "(bash shell/setup.sh harness installs it)") from e
+    if ray.is_initialized():
+        return False
+    if cfg.executor.address is None:
+        try:   # read when ray is imported; set it here too in case that happened before us
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = False
+        except (ImportError, AttributeError):
+            pass
+    common = dict(log_to_driver=True, logging_level=logging.WARNING, runtime_env={"env_vars": _worker_env()})
+    if cfg.executor.address is None:
+        ray.init(include_dashboard=False, num_cpus=os.cpu_count() or 1, num_gpus=len(visible_gpus()),
+                 object_store_memory=256 * 1024 ** 2, **common)
+        where = "a local Ray cluster on 127.0.0.1"
+    else:
+        ray.init(address=cfg.executor.address, **common)
+        where = f"the Ray cluster at {cfg.executor.address}"
+    if cfg.executor.address is None:
+        addresses = sorted({n["NodeManagerAddress"] for n in ray.nodes()})
+        if addresses != ["127.0.0.1"]:
+            log.warning("ray: the local cluster listens on %s, not only 127.0.0.1", addresses)
+    res = ray.cluster_resources()
+    log.info("ray: joined %s: %d node(s), %.0f CPU(s), %.0f GPU(s)", where, len(ray.nodes()),
+             res.get("CPU", 0), res.get("GPU", 0))
+    return True
+
+
+def _task_options(cfg: ExperimentConfig, gpus_per_job: int) -> dict:
+    import ray
+
+    gpus = gpus_per_job if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    cpus = cfg.executor.cpus_per_task
+    if cpus is None:
+        if gpus:
+            cpus = 1
+        else:   # a CPU job takes a whole node: two CPU trainings on one machine thrash
+            cpus = min(n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive", True))
+    return dict(num_gpus=gpus, num_cpus=cpus, max_retries=cfg.executor.max_retries, retry_exceptions=False,
+                runtime_env={"env_vars": _worker_env()})
+
+
+def _ray_jobs(cfg, fn, items, gpus_per_job):
+    import ray
+
+    started = start_ray(cfg)
+    refs: dict = {}
+    try:
+        remote = ray.remote(_ray_call).options(**_task_options(cfg, gpus_per_job))
+        refs = {remote.remote(fn, cfg, item): item for item in items}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                item = refs.pop(ref)
+                try:
+                    yield item, ray.get(ref), None
+                except ray.exceptions.RayTaskError as e:   # the job raised: not retried
+                    cause = e.as_instanceof_cause()
+                    yield item, None, cause if isinstance(cause, RuntimeError) else RuntimeError(str(e))
+                except ray.exceptions.RayError as e:        # its worker died more often than allowed
+                    yield item, None, RuntimeError(f"the Ray worker died {cfg.executor.max_retries + 1} time(s): "
+                                                   f"{str(e).splitlines()[0]}")
+    finally:
+        for ref in refs:   # interrupted: stop what is still queued or running
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()   # workers end, and their children with them

@@ -1,0 +1,130 @@
+"""The executors with a stand-in llamafactory-cli: local scheduling of eval
+over GPUs, and the Ray executor on a real local Ray cluster (CPU-only tasks,
+127.0.0.1). Real training and serving through Ray run in tests/e2e."""
+import json
+import time
+
+import pytest
+
+from lorasweep import evaluation
+from lorasweep.config import load_config
+from lorasweep.plan import train_runs
+from lorasweep.serve import VLLMServer
+from lorasweep.splits import prepare_data
+from lorasweep.train import FAILED, RESULT, run_training
+from conftest import write_experiment
+
+# Trains instantly; for a dataset named in KILL_WORKER it first kills the
+# process that started it (the Ray worker), once per line of that file's
+# budget: "n10_seed1 1" kills once, "n20_seed1 9" kills every time.
+FAKE_CLI = """
+import json, os, pathlib, signal, sys, yaml
+args = yaml.safe_load(open(sys.argv[2]))
+out = pathlib.Path(args["output_dir"])
+budget = pathlib.Path(os.environ["KILL_WORKER"])
+plan = dict(line.split() for line in budget.read_text().splitlines() if line.strip())
+for name, left in plan.items():
+    if args["dataset"].endswith(name) and int(left) > 0:
+        plan[name] = str(int(left) - 1)
+        budget.write_text("\\n".join(f"{k} {v}" for k, v in plan.items()))
+        os.kill(os.getppid(), signal.SIGKILL)   # the worker dies; this process dies with it
+        signal.pause()
+out.mkdir(parents=True, exist_ok=True)
+(out / "adapter_model.safetensors").write_bytes(b"x")
+(out / "train_results.json").write_text(json.dumps({"train_runtime": 0.1, "train_samples_per_second": 1.0,
+                                                    "train_loss": 0.5, "pid": os.getpid(), "ppid": os.getppid()}))
+"""
+
+
+def _fake_cli(tmp_path):
+    import sys
+
+    cli = tmp_path / "fake-cli"
+    cli.write_text("#!" + sys.executable + "\n" + FAKE_CLI)
+    cli.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return cli, model
+
+
+def test_ray_executor_trains_on_a_local_loopback_cluster_and_retries_dead_workers(sandbox, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from lorasweep.executor import start_ray
+
+    cli, model = _fake_cli(tmp_path)
+    budget = tmp_path / "kill-budget"
+    budget.write_text("n10_seed1 1\nn30_seed1 9\n")   # n10 dies once then succeeds; n30 always dies
+    monkeypatch.setenv("KILL_WORKER", str(budget))
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30],
+                                       models=[{"name": "m1", "path": str(model), "template": "gemma"}],
+                                       train={"llamafactory_cli": str(cli)}),
+                      set_args=["executor=ray", "executor.max_retries=1"])
+    assert cfg.executor.kind == "ray" and cfg.executor.address is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")   # CPU-only tasks
+    assert start_ray(cfg) is True
+    try:
+        nodes = ray.nodes()
+        assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+        assert ray.cluster_resources().get("GPU", 0) == 0
+        s = run_training(cfg)
+    finally:
+        ray.shutdown()
+    assert sorted(s.done) == ["m1__n10__seed1", "m1__n20__seed1"], s.text()
+    assert list(s.failed) == ["m1__n30__seed1"] and "Ray worker died 2 time(s)" in s.failed["m1__n30__seed1"]
+    runs = {r.size: r for r in train_runs(cfg)}
+    first = json.loads((runs[10].folder() / RESULT).read_text())
+    assert first["attempts"] == 2          # killed once, retried by Ray, finished
+    assert json.loads((runs[20].folder() / RESULT).read_text())["attempts"] == 1
+    assert (runs[30].folder() / FAILED).is_file() and not (runs[30].folder() / RESULT).is_file()
+    # The job ran in a Ray worker, not in this process.
+    lf = json.loads((runs[20].folder() / "adapter" / "train_results.json").read_text())
+    import os
+    assert lf["ppid"] != os.getpid()
+    # Resume works as with the local executor: nothing finished is redone.
+    budget.write_text("")
+    s2 = run_training(cfg)   # starts (and stops) its own local cluster this time
+    assert s2.done == ["m1__n30__seed1"] and sorted(s2.skipped) == ["m1__n10__seed1", "m1__n20__seed1"]
+    assert not ray.is_initialized()
+
+
+def _events_overlap(events) -> int:
+    marks = sorted([(a, 1) for _, _, a, _ in events] + [(b, -1) for _, _, _, b in events])
+    running = peak = 0
+    for _, d in marks:
+        running += d
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.parametrize("gpus, expect_peak", [("0,1", 2), ("", 1)])
+def test_eval_serves_different_base_models_on_different_gpus_at_once(sandbox, monkeypatch, gpus, expect_peak):
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": []},
+                                       models=[{"name": f"m{i}", "path": "p", "template": "gemma"} for i in (1, 2, 3)]))
+    prepare_data(cfg)
+    calls = []
+
+    def fake_evaluate_model(cfg, name, gpus):
+        start = time.time()
+        time.sleep(0.5)
+        calls.append((name, tuple(gpus or ()), start, time.time()))
+        return evaluation.EvalSummary(scored=[f"{name}__n0__base"])
+
+    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate_model)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
+    s = evaluation._run_eval(cfg)
+    assert sorted(s.scored) == ["m1__n0__base", "m2__n0__base", "m3__n0__base"]
+    assert _events_overlap(calls) == expect_peak
+    if gpus:
+        assert {c[1] for c in calls} == {("0",), ("1",)}
+    else:
+        assert {c[1] for c in calls} == {()}
+
+
+def test_server_pinned_to_its_gpus(sandbox, tmp_path):
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["2", "3"])
+    assert srv._env()["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert srv.argv[srv.argv.index("--tensor-parallel-size") + 1] == "2"
+    one = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["1"])
+    assert one._env()["CUDA_VISIBLE_DEVICES"] == "1" and "--tensor-parallel-size" not in one.argv
