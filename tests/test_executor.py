@@ -128,3 +128,33 @@ def test_server_pinned_to_its_gpus(sandbox, tmp_path):
     assert srv.argv[srv.argv.index("--tensor-parallel-size") + 1] == "2"
     one = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["1"])
     assert one._env()["CUDA_VISIBLE_DEVICES"] == "1" and "--tensor-parallel-size" not in one.argv
+
+
+def test_server_throughput_settings_and_the_plain_way(sandbox, tmp_path, monkeypatch):
+    import lorasweep.serve as serve
+
+    monkeypatch.setattr(serve, "has_nvidia_gpu", lambda: False)
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    adapters = {"a": tmp_path / "a", "b": tmp_path / "b"}
+    tuned = VLLMServer(cfg, cfg.models[0], adapters, None, tmp_path / "s.log")
+    argv = tuned.argv
+    assert argv[argv.index("--block-size") + 1] == str(serve.CPU_BLOCK_SIZE)
+    assert argv[argv.index("--max-loras") + 1] == "2" and "--enable-prefix-caching" in argv
+    plain = VLLMServer(load_config(cfg.path, set_args=["eval.tune_server=false"]), cfg.models[0], adapters, None,
+                       tmp_path / "s.log")
+    assert "--block-size" not in plain.argv and "--max-loras" not in plain.argv
+    assert plain.argv[plain.argv.index("--dtype") + 1] == "float32"   # same numbers either way
+    own = VLLMServer(load_config(cfg.path, set_args=['eval.extra_server_args=["--block-size","64"]']),
+                     cfg.models[0], adapters, None, tmp_path / "s.log")
+    assert own.argv.count("--block-size") == 1 and own.argv[-1] == "64"   # the user's choice wins
+
+
+def test_kv_cache_tokens_from_the_server_log(tmp_path):
+    from lorasweep.serve import kv_cache_tokens
+
+    log = tmp_path / "server.log"
+    log.write_text("(EngineCore pid=1) INFO [kv_cache_utils.py:2327] CPU KV cache size: 52,745 tokens, "
+                   "Maximum concurrency for 1,024 tokens per request: 51.51x\n")
+    assert kv_cache_tokens(log) == 52745
+    log.write_text("nothing yet\n")
+    assert kv_cache_tokens(log) is None and kv_cache_tokens(tmp_path / "missing.log") is None

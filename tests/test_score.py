@@ -157,3 +157,18 @@ def test_scoring_resumes_where_it_stopped(cfg):
 def render(cfg, ex):
     from lorasweep.prompts import render_prompt
     return render_prompt(cfg.task, ex)
+
+
+def test_auto_concurrency_follows_the_servers_kv_cache(sandbox):
+    from lorasweep.score import MAX_AUTO_CONCURRENCY, choose_concurrency, max_answer_tokens
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    assert cfg.eval.concurrency == "auto"
+    per = 100 + 32 + max_answer_tokens(cfg)
+    assert choose_concurrency(cfg, 1000, 100, kv_cache_tokens=10 * per) == 10      # what the cache holds
+    assert choose_concurrency(cfg, 7, 100, kv_cache_tokens=10 * per) == 7          # never more than asked
+    assert choose_concurrency(cfg, 5000, 100, kv_cache_tokens=10 ** 7) == MAX_AUTO_CONCURRENCY
+    assert choose_concurrency(cfg, 1000, 100, kv_cache_tokens=None) == 16          # capacity unknown
+    assert choose_concurrency(cfg, 1000, 10 ** 6, kv_cache_tokens=10 * per) == 1   # a prompt larger than the cache
+    fixed = load_config(cfg.path, set_args=["eval.concurrency=3"])
+    assert choose_concurrency(fixed, 1000, 100, kv_cache_tokens=10 ** 7) == 3

@@ -131,6 +131,7 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", required=True, help="run ids to score (see `lorasweep plan`)")
     ap.add_argument("--decoding", nargs="+", choices=("free", "constrained"),
                     help="decoding modes to score (default: eval.decoding of the experiment)")
+    ap.add_argument("--kv-cache-tokens", type=int, help="the server's KV cache size, for eval.concurrency: auto")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -154,7 +155,8 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
         print("error: --runs must all belong to one base model (one server)", file=sys.stderr)
         return 2
     api_key = os.environ.get("LORASWEEP_API_KEY", "EMPTY")
-    score_runs(cfg, runs, load_test(cfg), args.base_url, api_key, decodings=args.decoding)
+    score_runs(cfg, runs, load_test(cfg), args.base_url, api_key, decodings=args.decoding,
+               kv_cache_tokens=args.kv_cache_tokens)
     return 0
 
 

@@ -172,7 +172,12 @@ class EvalSpec(_Strict):
         default="free", description="free: raw answer, normalised; constrained: forced into the label list; "
                                     "a list scores each run both ways")
     max_tokens: int | None = Field(default=None, ge=1, description="answer length cap; default from the longest label")
-    concurrency: int = Field(default=16, ge=1, description="requests in flight per server")
+    concurrency: int | Literal["auto"] = Field(
+        default="auto", description="requests in flight per server; auto: as many as the server's KV cache holds "
+                                    "at once (capped at 256 and at the number of requests)")
+    tune_server: bool = Field(default=True, description="lorasweep's throughput settings (on a CPU a KV block size "
+                              "small enough for prefix caching to hit the shared instruction; all of a model's "
+                              "adapters batched together); false leaves vLLM's defaults")
     include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
     baselines: list[Literal["tfidf", "embedding"]] = Field(
         default_factory=lambda: ["tfidf", "embedding"],
@@ -189,6 +194,13 @@ class EvalSpec(_Strict):
     gpus_per_model: int = Field(default=1, ge=1, description="GPUs given to each base model's server (tensor parallel); "
                                                              "different base models are served at once on the rest")
 
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("concurrency must be at least 1 (or auto)")
+        return v
 
     @field_validator("decoding")
     @classmethod

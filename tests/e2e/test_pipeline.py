@@ -46,7 +46,7 @@ def sweep(tmp_path_factory):
         train_sizes=[16, 48], seeds=[1],
         train={"args": {"num_train_epochs": 1, "learning_rate": 1.0e-3, "cutoff_len": 128,
                         "per_device_train_batch_size": 8}},
-        eval={"concurrency": 8, "max_model_len": 512},
+        eval={"max_model_len": 512},
     )
     env = {**os.environ, "LORASWEEP_ROOT": str(root)}
     return root, exp, env
