@@ -151,3 +151,18 @@ def test_check_command_exit_codes(sandbox, fake_tools, capsys):
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20}, train_sizes=[100])
     assert main(["check", str(cfg.path)]) == 1
     assert "1 problem(s)" in capsys.readouterr().out
+
+
+def test_template_list_is_asked_once_per_environment(sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASWEEP_HOME", str(tmp_path / "home"))
+    env = tmp_path / "lf" / "bin"
+    env.mkdir(parents=True)
+    calls = tmp_path / "calls"
+    (env / "python").write_text(f"#!{sys.executable}\nopen({str(calls)!r}, 'a').write('x')\n"
+                                "print('[\"gemma\", \"qwen\"]')\n")
+    (env / "python").chmod(0o755)
+    assert check.known_templates(env / "python") == ["gemma", "qwen"]
+    assert check.known_templates(env / "python") == ["gemma", "qwen"]
+    assert calls.read_text() == "x"                       # the second answer came from the cache
+    assert check.known_templates(env / "python", refresh=True) == ["gemma", "qwen"]
+    assert calls.read_text() == "xx"

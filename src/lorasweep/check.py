@@ -101,22 +101,56 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
     return []
 
 
-def template_problems(cfg: ExperimentConfig) -> list[str]:
-    """LLaMA-Factory templates that do not exist (asks the training environment)."""
+def _ask_templates(py: Path) -> list[str] | None:
     import json
     import subprocess
 
+    code = "import json; from llamafactory.data.template import TEMPLATES; print(json.dumps(sorted(TEMPLATES)))"
+    try:
+        p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=180,
+                           env={**os.environ, "DISABLE_VERSION_CHECK": "1"})
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+
+
+def known_templates(py: Path, refresh: bool = False) -> list[str] | None:
+    """LLaMA-Factory's template names in the environment of `py`. Asking
+    costs ~10 s of imports, so the answer is cached per environment (and asked
+    again when a name is missing from it, in case LLaMA-Factory was upgraded)."""
+    from .io import atomic_write_json, read_json
+    from .paths import cache_home
+
+    marker = py.parent.parent / "pyvenv.cfg"
+    key = f"{py}|{marker.stat().st_mtime if marker.is_file() else py.stat().st_mtime}"
+    store = cache_home() / "llamafactory_templates.json"
+    if not refresh and store.is_file():
+        try:
+            rec = read_json(store)
+            if rec.get("key") == key:
+                return list(rec["templates"])
+        except (ValueError, KeyError, OSError):
+            pass
+    names = _ask_templates(py)
+    if names:
+        try:
+            atomic_write_json(store, {"key": key, "templates": names})
+        except OSError:
+            pass
+    return names
+
+
+def template_problems(cfg: ExperimentConfig) -> list[str]:
+    """LLaMA-Factory templates that do not exist (asks the training environment)."""
     from .train import llamafactory_cli
 
     py = Path(llamafactory_cli(cfg)[0]).parent / "python"
     if not py.is_file():
         return []
-    code = "import json; from llamafactory.data.template import TEMPLATES; print(json.dumps(sorted(TEMPLATES)))"
-    try:
-        p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=180,
-                           env={**os.environ, "DISABLE_VERSION_CHECK": "1"})
-        known = json.loads(p.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+    known = known_templates(py)
+    if known is not None and any(m.template not in known for m in cfg.models):
+        known = known_templates(py, refresh=True)
+    if known is None:
         return []
     import difflib
 

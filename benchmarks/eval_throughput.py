@@ -1,0 +1,334 @@
+"""How fast evaluation is, three ways, on the same adapters and test prompts
+of the embedded default model (one run of this script measures all three,
+interleaved, `--reps` times):
+
+  (a) the seed's way: one vLLM server start per adapter (vLLM's default
+      settings), the test prompts sent one at a time;
+  (b) lorasweep's way: `evaluate_model`, exactly what eval.sh runs per base
+      model: one server for all adapters, lorasweep's settings, concurrent
+      requests, parity check, predictions and metrics written;
+  (c) the limit: the same prompts through vLLM's offline `LLM.generate` in one
+      batch in one process, plus one server start (b's) for a fair comparison.
+
+All three send the same requests (temperature 0, the same max_tokens and stop
+ids), so their answers must agree; the script checks that they do.
+
+    bash benchmarks/run.sh eval_throughput.py            # 8 adapters x 200 prompts x 3 reps
+
+Needs a trained demo with at least --adapters adapters (e.g.
+`bash shell/train.sh --set 'seeds=[1,2,3]'`). Writes
+benchmarks/results/eval_throughput.json and appends to docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+log = logging.getLogger("eval_throughput")
+
+
+# --- (c): runs inside the serving environment, where vLLM is -------------------
+
+def limit_worker(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    t0 = time.time()
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    t_import = time.time()
+    llm = LLM(**spec["engine"])
+    t_init = time.time()
+    tok = llm.get_tokenizer()
+    template = Path(spec["chat_template"]).read_text() if spec.get("chat_template") else None
+    loras = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(spec["adapters"].items())}
+    prompts, lora_reqs = [], []
+    for name in spec["adapters"]:
+        for text in spec["prompts"]:
+            ids = tok.apply_chat_template([{"role": "user", "content": text}], chat_template=template,
+                                          add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict):
+                ids = ids["input_ids"]
+            prompts.append({"prompt_token_ids": list(ids)})
+            lora_reqs.append(loras[name])
+    sp = SamplingParams(temperature=0.0, max_tokens=spec["max_tokens"], stop_token_ids=spec["stop_token_ids"])
+    t1 = time.time()
+    outs = llm.generate(prompts, sp, lora_request=lora_reqs, use_tqdm=False)
+    t2 = time.time()
+    texts = [o.outputs[0].text for o in outs]
+    Path(spec["out"]).write_text(json.dumps({"import_s": t_import - t0, "init_s": t_init - t_import,
+                                             "prepare_s": t1 - t_init, "generate_s": t2 - t1, "texts": texts},
+                                            ensure_ascii=False))
+
+
+# --- the harness side ----------------------------------------------------------
+
+def machine() -> dict:
+    import platform
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1), "gpu": shutil.which("nvidia-smi") is not None,
+            "os": platform.platform(), "python": platform.python_version()}
+
+
+def scratch_root(cfg, runs, dest: Path) -> Path:
+    """A repository root holding only the chosen adapters (linked) and the
+    experiment's data, so (b) runs the real eval path without touching the
+    experiment's own results."""
+    from lorasweep.paths import data_dir, experiment_dir
+    from lorasweep.train import ADAPTER, RESULT
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "data").mkdir(parents=True)
+    os.symlink(data_dir(cfg.name), dest / "data" / cfg.name)
+    for r in runs:
+        rel = r.folder().relative_to(experiment_dir(cfg.name).parent)   # <name>/runs/<model>/...
+        target = dest / "experiments" / rel
+        target.mkdir(parents=True)
+        os.symlink(r.folder() / ADAPTER, target / ADAPTER)
+        shutil.copy2(r.folder() / RESULT, target / RESULT)
+    return dest
+
+
+def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
+    """(a): per adapter a fresh server with vLLM's defaults, then one request at a time."""
+    from langchain_core.messages import HumanMessage
+    from tqdm import tqdm
+
+    from lorasweep.prompts import render_prompt
+    from lorasweep.score import build_result, make_client
+    from lorasweep.serve import VLLMServer
+    from lorasweep.train import adapter_dir
+
+    plain = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"tune_server": False})})
+    t0 = time.time()
+    preds, starts = {}, []
+    for r in runs:
+        with VLLMServer(plain, model, {r.run_id: adapter_dir(r)}, chat_template, work / f"a_{r.run_id}.log") as srv:
+            starts.append(srv.started_s)
+            client = make_client(cfg, srv.base_url, srv.api_key, r.run_id, model.resolved_stop_token_ids(), "free")
+            answers = []
+            for ex in tqdm(test, desc=f"(a) {r.run_id}", unit="req", leave=False):
+                msg = client.invoke([HumanMessage(content=render_prompt(cfg.task, ex, r.prompt))])
+                answers.append(msg.content)
+        preds[r.run_id] = build_result(cfg, r, "free", test, answers).raw
+    return {"wall_s": time.time() - t0, "server_start_s": starts, "raw": preds}
+
+
+def lorasweep_way(cfg, model, runs, test, scratch: Path) -> dict:
+    """(b): evaluate_model, as eval.sh runs it, in a scratch root."""
+    from lorasweep.evaluation import evaluate_model
+    from lorasweep.plan import eval_runs
+
+    os.environ["LORASWEEP_ROOT"] = str(scratch)
+    try:
+        t0 = time.time()
+        summary = evaluate_model(cfg, model.name)
+        wall = time.time() - t0
+        if summary.failed:
+            raise RuntimeError(f"(b) failed: {summary.failed}")
+        raw = {}
+        for r in eval_runs(cfg):
+            f = r.folder() / "predictions.free.jsonl"
+            if f.is_file():
+                raw[r.run_id] = [json.loads(x)["raw"] for x in f.read_text(encoding="utf-8").splitlines()]
+        log_text = (scratch / "experiments" / cfg.name / "runs" / f"server_{model.name}.log").read_text(errors="ignore")
+    finally:
+        os.environ.pop("LORASWEEP_ROOT", None)
+    return {"wall_s": wall, "server_start_s": summary.server_start_s[model.name], "raw": raw,
+            "prefix_cache_hit_rates": _hit_rates(log_text)}
+
+
+def _hit_rates(text: str) -> list[float]:
+    import re
+
+    return [float(x) for x in re.findall(r"Prefix cache hit rate: ([\d.]+)%", text)]
+
+
+def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s: float) -> dict:
+    """(c): offline LLM.generate over every (adapter, prompt) in one batch."""
+    from lorasweep.paths import env_python, resolve_model_path
+    from lorasweep.prompts import render_prompt
+    from lorasweep.score import max_answer_tokens
+    from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, has_nvidia_gpu, serve_dtype, vllm_rank
+    from lorasweep.train import adapter_dir
+
+    engine = {"model": str(resolve_model_path(model.path)), "dtype": serve_dtype(cfg.eval.dtype),
+              "max_model_len": cfg.eval.max_model_len, "enable_prefix_caching": True, "enable_lora": True,
+              "max_loras": len(runs), "max_cpu_loras": len(runs),
+              "max_lora_rank": vllm_rank(int(cfg.train.resolved_args().get("lora_rank", 8)))}
+    if not has_nvidia_gpu():
+        engine["block_size"] = CPU_BLOCK_SIZE
+    spec = {"engine": engine, "chat_template": str(chat_template) if chat_template else None,
+            "adapters": {r.run_id: str(adapter_dir(r)) for r in runs},
+            "prompts": [render_prompt(cfg.task, ex, runs[0].prompt) for ex in test],
+            "max_tokens": max_answer_tokens(cfg), "stop_token_ids": model.resolved_stop_token_ids(),
+            "out": str(work / "c_out.json")}
+    (work / "c_spec.json").write_text(json.dumps(spec, ensure_ascii=False))
+    env = VLLMServer(cfg, model, {}, None, work / "unused.log")._env()
+    python = cfg.eval.vllm_python or str(env_python("serve"))
+    with open(work / "c.log", "w") as fh:
+        rc = subprocess.run([python, __file__, "--limit-worker", str(work / "c_spec.json")], env=env,
+                            stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise RuntimeError(f"(c) failed with exit code {rc}; see {work / 'c.log'}")
+    out = json.loads((work / "c_out.json").read_text())
+    texts = iter(out["texts"])
+    raw = {r.run_id: [next(texts) for _ in test] for r in runs}
+    return {"wall_s": out["generate_s"] + server_start_s, "generate_s": out["generate_s"], "llm_init_s": out["init_s"],
+            "server_start_s": server_start_s, "raw": raw}
+
+
+def compare(a: dict, b: dict) -> int:
+    """How many answers differ between two ways (over the runs both have)."""
+    return sum(x != y for k in a if k in b for x, y in zip(a[k], b[k]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--experiment", default=str(ROOT / "experiments" / "demo.yaml"))
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="config overrides (default: seeds=[1,2,3], where the adapters come from)")
+    ap.add_argument("--adapters", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=200)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--ways", default="abc", help="which of a, b, c to run (default all)")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "eval_throughput.json"))
+    ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--limit-worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.limit_worker:
+        limit_worker(args.limit_worker)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    from lorasweep.config import load_config
+    from lorasweep.plan import train_runs
+    from lorasweep.splits import load_test
+    from lorasweep.train import adapter_dir, is_trained
+
+    set_args = args.set if args.set is not None else ["seeds=[1,2,3]"]
+    cfg = load_config(Path(args.experiment), set_args=set_args + ["eval.include_base=false", "eval.baselines=[]",
+                                                                  "eval.decoding=free"])
+    model = cfg.models[0]
+    trained = [r for r in train_runs(cfg) if r.model == model.name and is_trained(r)]
+    if len(trained) < args.adapters:
+        print(f"error: {len(trained)} trained adapter(s) of {model.name} in {cfg.name}; need {args.adapters}. "
+              f"Train them first, e.g. bash shell/train.sh {args.experiment} --set 'seeds=[1,2,3]'", file=sys.stderr)
+        return 2
+    runs = sorted(trained, key=lambda r: (r.size, r.seed or 0))[:args.adapters]
+    test = load_test(cfg)[:args.prompts]
+    chat_template = next((adapter_dir(r) / "chat_template.jinja" for r in runs
+                          if (adapter_dir(r) / "chat_template.jinja").is_file()), None)
+    n_req = len(runs) * len(test)
+    log.info("%d adapters x %d prompts = %d requests, %d repetition(s), ways %s", len(runs), len(test), n_req,
+             args.reps, args.ways)
+    work = Path(tempfile.mkdtemp(prefix="lorasweep-bench-"))
+    reps = []
+    for rep in range(1, args.reps + 1):
+        row: dict = {}
+        if "a" in args.ways:
+            log.info("rep %d: (a) the seed's way", rep)
+            row["a"] = seed_way(cfg, model, runs, test, chat_template, work)
+            log.info("rep %d: (a) %.1f s", rep, row["a"]["wall_s"])
+        if "b" in args.ways or "c" in args.ways:
+            log.info("rep %d: (b) lorasweep's way", rep)
+            scratch = scratch_root(cfg, runs, work / "scratch")
+            row["b"] = lorasweep_way(cfg, model, runs, test, scratch)
+            log.info("rep %d: (b) %.1f s (server start %.1f s)", rep, row["b"]["wall_s"], row["b"]["server_start_s"])
+        if "c" in args.ways:
+            log.info("rep %d: (c) the limit", rep)
+            row["c"] = limit_way(cfg, model, runs, test, chat_template, work, row["b"]["server_start_s"])
+            log.info("rep %d: (c) %.1f s (generate %.1f s + server start %.1f s)", rep, row["c"]["wall_s"],
+                     row["c"]["generate_s"], row["c"]["server_start_s"])
+        ways = [w for w in "abc" if w in row]
+        row["differences"] = {f"{x}-{y}": compare(row[x]["raw"], row[y]["raw"])
+                              for i, x in enumerate(ways) for y in ways[i + 1:]}
+        log.info("rep %d: answers differing between ways: %s", rep, row["differences"])
+        reps.append(row)
+    shutil.rmtree(work, ignore_errors=True)
+    report = summarise(args, cfg, runs, test, reps)
+    write(report, Path(args.json), Path(args.doc))
+    return 0
+
+
+def summarise(args, cfg, runs, test, reps) -> dict:
+    n_req = len(runs) * len(test)
+    med = {w: statistics.median(r[w]["wall_s"] for r in reps) for w in "abc" if w in reps[0]}
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "command": "bash benchmarks/run.sh eval_throughput.py " + " ".join(sys.argv[1:]),
+        "experiment": cfg.name, "model": cfg.models[0].name, "adapters": [r.run_id for r in runs],
+        "prompts": len(test), "requests": n_req, "repetitions": len(reps),
+        "answers_differing": [r["differences"] for r in reps],
+        "per_rep": [{w: {k: v for k, v in r[w].items() if k != "raw"} for w in "abc" if w in r} for r in reps],
+    }
+    names = {"a": "seed_way_s", "b": "lorasweep_s", "c": "limit_s"}
+    for w, key in names.items():
+        if w in med:
+            out[key] = round(med[w], 1)
+            out[key.replace("_s", "_req_per_s")] = round(n_req / med[w], 2)
+    if "a" in med and "b" in med:
+        out["speedup_vs_seed_way"] = round(med["a"] / med["b"], 2)
+    if "b" in med and "c" in med:
+        out["slowdown_vs_limit"] = round(med["b"] / med["c"], 2)
+    return out
+
+
+def write(report: dict, json_path: Path, doc: Path) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    m = report["machine"]
+    lines = [f"\n## Evaluation throughput, {report['date']}\n",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, "
+             f"{'NVIDIA GPU' if m['gpu'] else 'no GPU'}; {m['os']}.  ",
+             f"{len(report['adapters'])} adapters of `{report['model']}` ({report['experiment']}) x "
+             f"{report['prompts']} test prompts = {report['requests']} requests; medians of "
+             f"{report['repetitions']} repetitions.\n",
+             f"    {report['command']}\n",
+             "| way | median wall time | requests/s | all repetitions (s) |", "|---|---|---|---|"]
+    labels = {"seed_way_s": "(a) seed's way: a server per adapter, one request at a time",
+              "lorasweep_s": "(b) lorasweep (eval.sh): one server, all adapters, concurrent",
+              "limit_s": "(c) limit: offline LLM.generate in one batch + one server start"}
+    keys = {"seed_way_s": "a", "lorasweep_s": "b", "limit_s": "c"}
+    for key, label in labels.items():
+        if key in report:
+            per = ", ".join(f"{r[keys[key]]['wall_s']:.1f}" for r in report["per_rep"])
+            lines.append(f"| {label} | {report[key]:.1f} s | {report[key.replace('_s', '_req_per_s')]:.2f} | {per} |")
+    lines.append("")
+    if "speedup_vs_seed_way" in report:
+        lines.append(f"- a/b (speed-up over the seed's way): **{report['speedup_vs_seed_way']:.2f}x** (target >= 4x)")
+    if "slowdown_vs_limit" in report:
+        lines.append(f"- b/c (distance from the limit): **{report['slowdown_vs_limit']:.2f}x** (target <= 1.5x)")
+    lines.append(f"- answers differing between the ways, per repetition: {report['answers_differing']}")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    if not doc.exists():
+        doc.write_text("# Benchmarks\n\nMeasured by the scripts in `benchmarks/`; each run appends a section.\n")
+    with open(doc, "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
