@@ -11,7 +11,15 @@ def test_dry_run_prints_plan_and_resolved_yaml(sandbox, capsys):
     out = capsys.readouterr().out
     assert "1 model(s) x 2 size(s) x 2 seed(s) = 4 training run(s)" in out
     assert "m1__n20__seed2" in out and "dataset: x__n10_seed1" in out
+    assert "4 to train, 0 already trained; executor: local" in out
     assert not (sandbox / "experiments" / "x").exists()   # nothing written
+    done = sandbox / "experiments" / "x" / "runs" / "m1" / "n10" / "seed2"
+    done.mkdir(parents=True)
+    (done / "train_result.json").write_text("{}")
+    assert main(["plan", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert "m1__n10__seed2" in out and "3 to train, 1 already trained" in out
+    assert [line.split()[1] for line in out.splitlines() if "m1__n10__seed2" in line] == ["trained"]
 
 
 def test_set_overrides_reach_the_plan(sandbox, capsys):

@@ -79,14 +79,27 @@ def baseline_runs(cfg: ExperimentConfig) -> list[RunSpec]:
             for b in cfg.eval.baselines for size in cfg.train_sizes for seed in cfg.seeds]
 
 
+def _state(run: RunSpec) -> str:
+    """trained / failed / to train, from the run folder's marker files."""
+    folder = run.folder()
+    if (folder / "train_result.json").is_file():
+        return "trained"
+    if (folder / "train_failed.json").is_file():
+        return "failed"
+    return "to train"
+
+
 def describe(cfg: ExperimentConfig) -> str:
     runs = train_runs(cfg)
     prompts = cfg.task.prompt_names()
     axis = f" x {len(prompts)} prompt(s)" if prompts != [None] else ""
     lines = [f"experiment {cfg.name}: {len(cfg.models)} model(s){axis} x {len(cfg.train_sizes)} size(s) "
              f"x {len(cfg.seeds)} seed(s) = {len(runs)} training run(s)"]
-    for r in runs:
-        lines.append(f"  {r.run_id:40s} {r.folder()}")
+    states = [_state(r) for r in runs]
+    for r, state in zip(runs, states):
+        lines.append(f"  {r.run_id:40s} {state:9s} {r.folder()}")
+    todo = sum(s != "trained" for s in states)
+    lines.append(f"  {todo} to train, {len(runs) - todo} already trained; executor: {cfg.executor.kind}")
     if cfg.eval.include_base:
         lines.append(f"  + {len(base_runs(cfg))} zero-shot base run(s) scored by eval")
     if cfg.eval.baselines:
