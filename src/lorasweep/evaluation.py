@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass, field
 
@@ -118,13 +119,16 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
     server_log = experiment_dir(cfg.name) / "runs" / f"server_{model.name}.log"
     unscored = lambda: [r for r in runs if not all(is_scored(r, d) for d in cfg.eval.decodings)]  # noqa: E731
     rc, attempts = None, 1 + cfg.eval.server_restarts
+    parity = None
+    if cfg.eval.check_parity and any_trained:
+        parity = ThreadPoolExecutor(max_workers=1).submit(_training_side, cfg, model, test[0], any_trained[0])
     for attempt in range(1, attempts + 1):
         try:
             with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks),
                             gpus=gpus) as srv:
                 summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
-                if cfg.eval.check_parity and any_trained and attempt == 1:
-                    _check_parity(cfg, srv, model, test[0], any_trained[0])
+                if parity is not None and attempt == 1:
+                    _check_parity(cfg, srv, model, any_trained[0], parity.result())
                 rc = _score_with_client(cfg, srv, unscored())
                 died = srv.child is not None and srv.child.poll() is not None
         except ServerError as e:
@@ -157,9 +161,10 @@ class ParityError(RuntimeError):
     pass
 
 
-def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, example: dict, trained_run: RunSpec) -> None:
-    """Compare the ids the server builds for a test prompt with LLaMA-Factory's; stop on a mismatch."""
-    from .parity import compare, served_prompt_ids, training_encoding
+def _training_side(cfg: ExperimentConfig, model, example: dict, trained_run: RunSpec) -> tuple[str, dict] | None:
+    """LLaMA-Factory's encoding of a test prompt (the training environment's
+    imports take seconds, so this runs while the server starts)."""
+    from .parity import training_encoding
     from .prompts import render_prompt
     from .train import llamafactory_cli
 
@@ -167,10 +172,20 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, example: dict, 
     train_py = cli.parent / "python"
     if not train_py.is_file():
         log.warning("parity %s: no training-environment python next to %s; parity not checked", model.name, cli)
-        return
+        return None
     prompt = render_prompt(cfg.task, example, trained_run.prompt)
-    trained = training_encoding(str(train_py), str(resolve_model_path(model.path)), model.template, prompt,
-                                example["label"])
+    return prompt, training_encoding(str(train_py), str(resolve_model_path(model.path)), model.template, prompt,
+                                     example["label"])
+
+
+def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, trained_run: RunSpec,
+                  training_side: tuple[str, dict] | None) -> None:
+    """Compare the ids the server builds for a test prompt with LLaMA-Factory's; stop on a mismatch."""
+    from .parity import compare, served_prompt_ids
+
+    if training_side is None:
+        return
+    prompt, trained = training_side
     served = served_prompt_ids(srv.base_url, srv.api_key, served_name(trained_run), prompt)
     report = compare(trained, served, model.resolved_stop_token_ids())
     out = experiment_dir(cfg.name) / "runs" / model.name / "parity.json"
