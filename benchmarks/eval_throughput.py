@@ -322,6 +322,11 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
     if "slowdown_vs_limit" in report:
         lines.append(f"- b/c (distance from the limit): **{report['slowdown_vs_limit']:.2f}x** (target <= 1.5x)")
     lines.append(f"- answers differing between the ways, per repetition: {report['answers_differing']}")
+    append_section(doc, lines)
+
+
+def append_section(doc: Path, lines: list[str]) -> None:
+    """Append a results section to docs/benchmarks.md (and show it)."""
     doc.parent.mkdir(parents=True, exist_ok=True)
     if not doc.exists():
         doc.write_text("# Benchmarks\n\nMeasured by the scripts in `benchmarks/`; each run appends a section.\n")

@@ -144,6 +144,8 @@ def main() -> int:
 
 
 def write(report: dict, json_path: Path, doc: Path) -> None:
+    from eval_throughput import append_section
+
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
@@ -168,12 +170,7 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
                   "| option | wall time | samples/s | final loss |", "|---|---|---|---|"]
         for k, v in report["options"].items():
             lines.append(f"| {k} | {v['wall_s']:.1f} s | {v['samples_per_s']:.3f} | {v['loss']:.4f} |")
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    if not doc.exists():
-        doc.write_text("# Benchmarks\n\nMeasured by the scripts in `benchmarks/`; each run appends a section.\n")
-    with open(doc, "a") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    append_section(doc, lines)
 
 
 if __name__ == "__main__":
