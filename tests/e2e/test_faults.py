@@ -19,14 +19,15 @@ PROMPT = "判断句中两人的关系，从以下标签中选一个：{labels}\n
 
 def _experiment(root, name, **over):
     (root / "experiments").mkdir(exist_ok=True)
-    return write_experiment(
-        root / "experiments" / f"{name}.yaml",
-        task={"type": "relation_classification", "labels": LABELS, "prompt": PROMPT},
-        data={"source": "generate:people_relations", "generate_size": 300, "test_size": 40},
-        models=[{"name": "gemma-3-270m", "path": "embedded:gemma-3-270m", "template": "gemma"}],
-        train_sizes=[32], seeds=[1],
-        train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128, "logging_steps": 1}},
-        **{"eval": {"concurrency": 4, "max_model_len": 512, "baselines": [], "include_base": False}, **over})
+    cfg = {
+        "task": {"type": "relation_classification", "labels": LABELS, "prompt": PROMPT},
+        "data": {"source": "generate:people_relations", "generate_size": 300, "test_size": 40},
+        "models": [{"name": "gemma-3-270m", "path": "embedded:gemma-3-270m", "template": "gemma"}],
+        "train_sizes": [32], "seeds": [1],
+        "train": {"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128, "logging_steps": 1}},
+        "eval": {"concurrency": 4, "max_model_len": 512, "baselines": [], "include_base": False},
+    }
+    return write_experiment(root / "experiments" / f"{name}.yaml", **{**cfg, **over})
 
 
 def _start(script, exp, root):
