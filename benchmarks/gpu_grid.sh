@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prove lorasweep's GPU training path on a machine with NVIDIA GPUs and no
 # network: LLaMA-Factory LoRA on a tiny Gemma 3 through `lorasweep train`,
-# a grid of 4 runs first on one GPU (sequential), then one run per GPU.
-#   bash benchmarks/gpu_grid.sh <tokenizer-dir> <out-dir>
+# a grid of 4 runs first on one GPU (sequential), then one run per GPU, and
+# (GRIDS="... ray", with ray importable) one run per GPU as Ray tasks.
+#   [GRIDS="sequential parallel ray"] bash benchmarks/gpu_grid.sh <tokenizer-dir> <out-dir>
 # Needs llamafactory + lorasweep's Python dependencies importable (PYTHONPATH).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +14,7 @@ printf '#!/bin/sh\nexec python3 -m llamafactory.cli "$@"\n' > "$WORK/llamafactor
 python3 "$ROOT/benchmarks/make_tiny_gemma.py" "$TOK" "$WORK/tiny-gemma" | tee "$OUT/model.txt"
 nvidia-smi -L | tee "$OUT/gpus.txt"
 ngpu=$(nvidia-smi -L | grep -c GPU)
-run_grid() {  # name, CUDA_VISIBLE_DEVICES
+run_grid() {  # name, CUDA_VISIBLE_DEVICES, executor
   local root=$WORK/$1; mkdir -p "$root/experiments"
   cat > "$root/experiments/gpu.yaml" <<YAML
 name: gpu
@@ -28,6 +29,7 @@ seeds: [1]
 train:
   llamafactory_cli: $WORK/llamafactory-cli
   args: {num_train_epochs: 2, bf16: true, per_device_train_batch_size: 16, cutoff_len: 128, logging_steps: 20}
+executor: ${3:-local}
 YAML
   local t0; t0=$(date +%s.%N)
   LORASWEEP_ROOT=$root CUDA_VISIBLE_DEVICES=$2 python3 -m lorasweep train "$root/experiments/gpu.yaml" 2>&1 | tee "$OUT/train_$1.log" | grep -E "train:|done in|FAILED|summary" || true
@@ -41,5 +43,11 @@ print(json.dumps({"grid": name, "CUDA_VISIBLE_DEVICES": gpus, "runs": len(runs),
 PY
   cp "$root/experiments/gpu/runs/tiny-gemma/n500/seed1/train.log" "$OUT/lf_$1_n500.log" 2>/dev/null || true
 }
-run_grid sequential 0
-if [ "$ngpu" -ge 2 ]; then run_grid parallel "$(seq -s, 0 $((ngpu - 1)))"; fi
+all=$(seq -s, 0 $((ngpu - 1)))
+for grid in ${GRIDS:-sequential parallel}; do
+  case $grid in
+    sequential) run_grid sequential 0 ;;
+    parallel) [ "$ngpu" -ge 2 ] && run_grid parallel "$all" ;;
+    ray) run_grid ray "$all" ray ;;
+  esac
+done

@@ -125,13 +125,19 @@ def _ray_call(fn: Job, cfg: ExperimentConfig, item: Any) -> Any:
 
     from .procs import install_cleanup
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    ours = logging.getLogger("lorasweep")   # Ray's worker has its own root logging; ours goes to stderr
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
     try:
         install_cleanup()   # a SIGTERM to the worker stops the job's children too
     except ValueError:      # not the main thread: they still die with the worker (PR_SET_PDEATHSIG)
         pass
     gpus = [str(g) for g in ray.get_gpu_ids()]
+    log.info("ray: %s started%s", getattr(item, "run_id", item), f" on GPU {','.join(gpus)}" if gpus else "")
     return fn(cfg, item, gpus or None)
 
 
