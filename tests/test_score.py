@@ -159,8 +159,11 @@ def render(cfg, ex):
     return render_prompt(cfg.task, ex)
 
 
-def test_auto_concurrency_follows_the_servers_kv_cache(sandbox):
-    from lorasweep.score import MAX_AUTO_CONCURRENCY, choose_concurrency, max_answer_tokens
+def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
+    import lorasweep.serve as serve
+    from lorasweep.score import MAX_AUTO_CONCURRENCY, choose_concurrency, compute_cap, max_answer_tokens
+
+    monkeypatch.setattr(serve, "has_nvidia_gpu", lambda: True)
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     assert cfg.eval.concurrency == "auto"
@@ -170,5 +173,8 @@ def test_auto_concurrency_follows_the_servers_kv_cache(sandbox):
     assert choose_concurrency(cfg, 5000, 100, kv_cache_tokens=10 ** 7) == MAX_AUTO_CONCURRENCY
     assert choose_concurrency(cfg, 1000, 100, kv_cache_tokens=None) == 16          # capacity unknown
     assert choose_concurrency(cfg, 1000, 10 ** 6, kv_cache_tokens=10 * per) == 1   # a prompt larger than the cache
+    monkeypatch.setattr(serve, "has_nvidia_gpu", lambda: False)   # a CPU: compute, not memory, limits
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert compute_cap() == 32 and choose_concurrency(cfg, 5000, 100, kv_cache_tokens=10 ** 7) == 32
     fixed = load_config(cfg.path, set_args=["eval.concurrency=3"])
     assert choose_concurrency(fixed, 1000, 100, kv_cache_tokens=10 ** 7) == 3

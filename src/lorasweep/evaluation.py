@@ -186,7 +186,13 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, trained_run: Ru
     if training_side is None:
         return
     prompt, trained = training_side
-    served = served_prompt_ids(srv.base_url, srv.api_key, served_name(trained_run), prompt)
+    # The adapter's name when this server holds it; else (only the base model
+    # left to score) the base model's, whose chat template is the same one.
+    name = served_name(trained_run) if trained_run.run_id in srv.adapters else model.name
+    try:
+        served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
+    except OSError as e:   # urllib's HTTPError / URLError
+        raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
     report = compare(trained, served, model.resolved_stop_token_ids())
     out = experiment_dir(cfg.name) / "runs" / model.name / "parity.json"
     atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
