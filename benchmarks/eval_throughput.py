@@ -90,7 +90,7 @@ def machine() -> dict:
             "os": platform.platform(), "python": platform.python_version()}
 
 
-def scratch_root(cfg, runs, dest: Path) -> Path:
+def scratch_root(cfg, runs, test, dest: Path) -> Path:
     """A repository root holding only the chosen adapters (linked) and the
     experiment's data, so (b) runs the real eval path without touching the
     experiment's own results."""
@@ -99,8 +99,12 @@ def scratch_root(cfg, runs, dest: Path) -> Path:
 
     if dest.exists():
         shutil.rmtree(dest)
-    (dest / "data").mkdir(parents=True)
-    os.symlink(data_dir(cfg.name), dest / "data" / cfg.name)
+    data = dest / "data" / cfg.name
+    data.mkdir(parents=True)
+    for f in data_dir(cfg.name).iterdir():   # the same data, the test set cut to the prompts measured
+        if f.name != "test.json":
+            os.symlink(f, data / f.name)
+    (data / "test.json").write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
     for r in runs:
         rel = r.folder().relative_to(experiment_dir(cfg.name).parent)   # <name>/runs/<model>/...
         target = dest / "experiments" / rel
@@ -148,7 +152,7 @@ def lorasweep_way(cfg, model, runs, test, scratch: Path) -> dict:
         if summary.failed:
             raise RuntimeError(f"(b) failed: {summary.failed}")
         raw = {}
-        for r in eval_runs(cfg):
+        for r in (r for r in eval_runs(cfg) if r.run_id in {x.run_id for x in runs}):
             f = r.folder() / "predictions.free.jsonl"
             if f.is_file():
                 raw[r.run_id] = [json.loads(x)["raw"] for x in f.read_text(encoding="utf-8").splitlines()]
@@ -253,7 +257,7 @@ def main() -> int:
             log.info("rep %d: (a) %.1f s", rep, row["a"]["wall_s"])
         if "b" in args.ways or "c" in args.ways:
             log.info("rep %d: (b) lorasweep's way", rep)
-            scratch = scratch_root(cfg, runs, work / "scratch")
+            scratch = scratch_root(cfg, runs, test, work / "scratch")
             row["b"] = lorasweep_way(cfg, model, runs, test, scratch)
             log.info("rep %d: (b) %.1f s (server start %.1f s)", rep, row["b"]["wall_s"], row["b"]["server_start_s"])
         if "c" in args.ways:
