@@ -58,7 +58,7 @@ def limit_worker(spec_path: str) -> None:
         for text in spec["prompts"]:
             ids = tok.apply_chat_template([{"role": "user", "content": text}], chat_template=template,
                                           add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict):
+            if hasattr(ids, "keys"):   # a BatchEncoding in newer transformers
                 ids = ids["input_ids"]
             prompts.append({"prompt_token_ids": list(ids)})
             lora_reqs.append(loras[name])
