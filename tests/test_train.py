@@ -95,7 +95,7 @@ def test_changed_config_warns_and_keeps_finished_run(sandbox, tmp_path, caplog):
 def test_gpu_groups():
     import pytest
 
-    from lorasweep.train import gpu_groups
+    from lorasweep.executor import gpu_groups
     assert gpu_groups([], 1) == []
     assert gpu_groups(["0", "1", "2", "3"], 1) == [["0"], ["1"], ["2"], ["3"]]
     assert gpu_groups(["0", "1", "2"], 2) == [["0", "1"]]

@@ -121,7 +121,9 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
     rc, attempts = None, 1 + cfg.eval.server_restarts
     parity = None
     if cfg.eval.check_parity and any_trained:
-        parity = ThreadPoolExecutor(max_workers=1).submit(_training_side, cfg, model, test[0], any_trained[0])
+        side = ThreadPoolExecutor(max_workers=1)
+        parity = side.submit(_training_side, cfg, model, test[0], any_trained[0])
+        side.shutdown(wait=False)   # the one job runs on; the thread ends with it
     for attempt in range(1, attempts + 1):
         try:
             with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks),

@@ -21,7 +21,7 @@ from .config import ExperimentConfig
 from .io import atomic_write_json, atomic_write_text, read_json
 from .paths import env_python, experiment_dir, repo_root, resolve_model_path
 from .plan import RunSpec, train_runs
-from .executor import describe, gpu_groups, run_jobs, visible_gpus  # noqa: F401  (gpu_groups: public here too)
+from .executor import describe, run_jobs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
 from .splits import prepare_data
 
