@@ -1,0 +1,64 @@
+"""The benchmark scripts' bookkeeping (medians, ratios, the appended section),
+on made-up timings; the measurements themselves are in docs/benchmarks.md."""
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import eval_throughput  # noqa: E402
+import train_overhead  # noqa: E402
+
+
+def _rep(a, b, c, diff=0):
+    return {"a": {"wall_s": a, "raw": {}}, "b": {"wall_s": b, "raw": {}}, "c": {"wall_s": c, "raw": {}},
+            "differences": {"a-b": diff, "a-c": 0, "b-c": 0}}
+
+
+def test_eval_summary_takes_medians_and_both_ratios(tmp_path):
+    args = SimpleNamespace()
+    cfg = SimpleNamespace(name="demo", models=[SimpleNamespace(name="gemma-3-270m")])
+    runs = [SimpleNamespace(run_id=f"r{i}") for i in range(8)]
+    reps = [_rep(1000, 250, 200), _rep(1200, 300, 190, diff=1), _rep(900, 200, 210)]
+    out = eval_throughput.summarise(args, cfg, runs, list(range(200)), reps)
+    assert out["requests"] == 1600 and out["repetitions"] == 3
+    assert (out["seed_way_s"], out["lorasweep_s"], out["limit_s"]) == (1000, 250, 200)
+    assert out["speedup_vs_seed_way"] == 4.0          # medians, not a per-rep ratio
+    assert out["slowdown_vs_limit"] == 1.25
+    assert out["lorasweep_req_per_s"] == 6.4
+    assert out["answers_differing"][1]["a-b"] == 1
+
+    doc, js = tmp_path / "bench.md", tmp_path / "r.json"
+    eval_throughput.write(out, js, doc)
+    text = doc.read_text()
+    assert "**4.00x** (target >= 4x)" in text and "**1.25x** (target <= 1.5x)" in text
+    assert "| 1000.0 s | 1.60 | 1000.0, 1200.0, 900.0 |" in text
+    assert json.loads(js.read_text())["speedup_vs_seed_way"] == 4.0
+    eval_throughput.write(out, js, doc)                # appends, keeps what was there
+    assert doc.read_text().count("## Evaluation throughput") == 2
+
+
+def test_eval_compare_counts_differing_answers():
+    a = {"r1": ["x", "y", "z"], "r2": ["p"]}
+    b = {"r1": ["x", "q", "z"], "r2": ["p"], "r3": ["only in b"]}
+    assert eval_throughput.compare(a, b) == 1
+    assert eval_throughput.compare(a, a) == 0
+
+
+def test_train_overhead_section(tmp_path):
+    rep = lambda sh, bare: {  # noqa: E731
+        "train_sh": {"wall_s": sh, "outside_trainer_s": 1.5, "samples_per_s": 1.0, "loss": 2.0},
+        "bare": {"wall_s": bare, "samples_per_s": 1.0, "loss": 2.0}}
+    report = {"date": "d", "machine": eval_throughput.machine(), "command": "cmd", "examples": 128,
+              "repetitions": 3, "warmup": 1, "train_sh_s": 102.0, "bare_s": 100.0, "train_sh_samples_per_s": 1.0,
+              "bare_samples_per_s": 1.0, "overhead_fraction": 0.0196, "outside_trainer_s": 1.5,
+              "per_rep": [rep(102.0, 100.0), rep(103.0, 100.5), rep(101.0, 99.0)], "same_loss": True,
+              "options": {"packing=true": {"wall_s": 80.0, "samples_per_s": 1.3, "loss": 2.1}}}
+    doc = tmp_path / "bench.md"
+    train_overhead.write(report, tmp_path / "t.json", doc)
+    text = doc.read_text()
+    assert "**2.0%** of train.sh's wall time (target <= 3%)" in text
+    assert "| packing=true | 80.0 s | 1.300 | 2.1000 |" in text
+    assert "1 untimed warm-up" in text
