@@ -59,6 +59,25 @@ def test_prepare_writes_alpaca_and_registry(sandbox):
     assert "mine" in json.loads((sandbox / "dataset_info.json").read_text())
 
 
+def test_prepare_again_leaves_unchanged_files_untouched(sandbox):
+    """LLaMA-Factory's dataset cache is keyed on the files' mtimes: a rerun
+    with the same config must not rewrite them; a changed config must."""
+    import os
+
+    cfg = _cfg(sandbox)
+    prepare_data(cfg)
+    files = sorted((sandbox / "data" / "x").glob("*.json"))
+    assert len(files) >= 3
+    for f in files:
+        os.utime(f, ns=(1_000_000_000, 1_000_000_000))
+    prepare_data(cfg)
+    assert all(f.stat().st_mtime_ns == 1_000_000_000 for f in files)
+    prepare_data(_cfg(sandbox, task={"type": "relation_classification", "labels": demo_data.LABELS,
+                                     "prompt": "另一个提示：{labels}\n{text}\n{entity1}/{entity2}"}))
+    changed = [f for f in files if f.stat().st_mtime_ns != 1_000_000_000]
+    assert changed and all(f.name != "test.json" for f in changed)   # the test set is the same examples
+
+
 def test_user_data_jsonl_csv_with_columns(sandbox):
     rows = [{"sentence": f"句子{i}", "cls": "a" if i % 2 else "b"} for i in range(40)]
     (sandbox / "data" / "mine.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))

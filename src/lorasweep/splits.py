@@ -191,7 +191,15 @@ def to_alpaca(cfg: ExperimentConfig, examples: list[dict], prompt: str | None = 
 
 
 def _write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+    """Write only when the content changes: an untouched file keeps its mtime,
+    so LLaMA-Factory's dataset cache (keyed on it) stays valid between runs."""
+    text = json.dumps(obj, ensure_ascii=False, indent=1) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
 
 
 def prepare_data(cfg: ExperimentConfig) -> Splits:
