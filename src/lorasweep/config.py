@@ -174,7 +174,8 @@ class EvalSpec(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="answer length cap; default from the longest label")
     concurrency: int | Literal["auto"] = Field(
         default="auto", description="requests in flight per server; auto: as many as the server's KV cache holds "
-                                    "at once (capped at 256 and at the number of requests)")
+                                    "at once (capped at 256 on a GPU, 16 per core on a CPU, and at the number of "
+                                    "requests)")
     tune_server: bool = Field(default=True, description="lorasweep's throughput settings (on a CPU a KV block size "
                               "small enough for prefix caching to hit the shared instruction; all of a model's "
                               "adapters batched together); false leaves vLLM's defaults")
