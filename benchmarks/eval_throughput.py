@@ -3,7 +3,8 @@ of the embedded default model (one run of this script measures all three,
 interleaved, `--reps` times):
 
   (a) the seed's way: one vLLM server start per adapter (vLLM's default
-      settings), the test prompts sent one at a time;
+      settings, eager mode as the seed ran it), the test prompts sent one at a
+      time;
   (b) lorasweep's way: `evaluate_model`, exactly what eval.sh runs per base
       model: one server for all adapters, lorasweep's settings, concurrent
       requests, parity check, predictions and metrics written;
@@ -124,7 +125,11 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
     from lorasweep.serve import VLLMServer
     from lorasweep.train import adapter_dir
 
-    plain = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"tune_server": False})})
+    # as the seed's eval.sh served each adapter: vLLM's defaults, in eager mode
+    # (it passed --vllm_enforce_eager); the requests themselves are lorasweep's
+    # (same prompts, max_tokens and stop ids), so the answers stay comparable.
+    plain = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={
+        "tune_server": False, "extra_server_args": [*cfg.eval.extra_server_args, "--enforce-eager"]})})
     t0 = time.time()
     preds, starts = {}, []
     for r in runs:
