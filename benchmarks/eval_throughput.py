@@ -157,7 +157,8 @@ def lorasweep_way(cfg, model, runs, test, scratch: Path) -> dict:
         if summary.failed:
             raise RuntimeError(f"(b) failed: {summary.failed}")
         raw = {}
-        for r in (r for r in eval_runs(cfg) if r.run_id in {x.run_id for x in runs}):
+        measured = {x.run_id for x in runs}
+        for r in (r for r in eval_runs(cfg) if r.run_id in measured):
             f = r.folder() / "predictions.free.jsonl"
             if f.is_file():
                 raw[r.run_id] = [json.loads(x)["raw"] for x in f.read_text(encoding="utf-8").splitlines()]
