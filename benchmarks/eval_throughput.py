@@ -9,7 +9,8 @@ interleaved, `--reps` times):
       model: one server for all adapters, lorasweep's settings, concurrent
       requests, parity check, predictions and metrics written;
   (c) the limit: the same prompts through vLLM's offline `LLM.generate` in one
-      batch in one process, plus one server start (b's) for a fair comparison.
+      batch in one process (on a CPU with the LoRA kernels (b)'s server uses),
+      plus one server start (b's) for a fair comparison.
 
 All three send the same requests (temperature 0, the same max_tokens and stop
 ids), so their answers must agree; the script checks that they do.
@@ -38,6 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 log = logging.getLogger("eval_throughput")
+
+if "--limit-worker" in sys.argv and os.environ.get("LORASWEEP_CPU_LORA") == "1":
+    # (c) on a CPU computes LoRA with the kernels (b)'s server uses. vLLM's
+    # spawned engine process runs this file's top level again, so it gets them too.
+    from lorasweep.cpu_lora import install
+
+    if install():
+        print(f"(c): lorasweep's CPU LoRA kernels installed (pid {os.getpid()})", flush=True)
 
 
 # --- (c): runs inside the serving environment, where vLLM is -------------------
@@ -196,6 +205,8 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
             "out": str(work / "c_out.json")}
     (work / "c_spec.json").write_text(json.dumps(spec, ensure_ascii=False))
     env = VLLMServer(cfg, model, {}, None, work / "unused.log")._env()
+    if cfg.eval.tune_server and not has_nvidia_gpu():
+        env["LORASWEEP_CPU_LORA"] = "1"
     python = cfg.eval.vllm_python or str(env_python("serve"))
     with open(work / "c.log", "w") as fh:
         rc = subprocess.run([python, __file__, "--limit-worker", str(work / "c_spec.json")], env=env,
@@ -203,10 +214,11 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     if rc != 0:
         raise RuntimeError(f"(c) failed with exit code {rc}; see {work / 'c.log'}")
     out = json.loads((work / "c_out.json").read_text())
+    kernels = (work / "c.log").read_text(errors="ignore").count("CPU LoRA kernels installed")
     texts = iter(out["texts"])
     raw = {r.run_id: [next(texts) for _ in test] for r in runs}
     return {"wall_s": out["generate_s"] + server_start_s, "generate_s": out["generate_s"], "llm_init_s": out["init_s"],
-            "server_start_s": server_start_s, "raw": raw}
+            "server_start_s": server_start_s, "raw": raw, "processes_with_cpu_lora_kernels": kernels}
 
 
 def compare(a: dict, b: dict) -> int:

@@ -3,6 +3,7 @@ over GPUs, and the Ray executor on a real local Ray cluster (CPU-only tasks,
 127.0.0.1). Real training and serving through Ray run in tests/e2e."""
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +144,10 @@ def test_server_throughput_settings_and_the_plain_way(sandbox, tmp_path, monkeyp
     plain = VLLMServer(load_config(cfg.path, set_args=["eval.tune_server=false"]), cfg.models[0], adapters, None,
                        tmp_path / "s.log")
     assert "--block-size" not in plain.argv and "--max-loras" not in plain.argv
+    # Tuned on a CPU: vLLM's server module run through lorasweep's LoRA kernels;
+    # plain: the module itself.
+    assert Path(argv[1]).name == "cpu_lora.py" and Path(argv[1]).is_file() and argv[2] == serve.SERVER_MODULE
+    assert plain.argv[1:3] == ["-m", serve.SERVER_MODULE]
     assert plain.argv[plain.argv.index("--dtype") + 1] == "float32"   # same numbers either way
     own = VLLMServer(load_config(cfg.path, set_args=['eval.extra_server_args=["--block-size","64"]']),
                      cfg.models[0], adapters, None, tmp_path / "s.log")
