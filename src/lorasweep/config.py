@@ -177,7 +177,8 @@ class EvalSpec(_Strict):
                                     "at once (capped at 256 on a GPU, 16 per core on a CPU, and at the number of "
                                     "requests)")
     tune_server: bool = Field(default=True, description="lorasweep's throughput settings (on a CPU a KV block size "
-                              "small enough for prefix caching to hit the shared instruction; all of a model's "
+                              "small enough for prefix caching to hit the shared instruction and LoRA kernels "
+                              "that do not copy each token's adapter weights (same outputs); all of a model's "
                               "adapters batched together); false leaves vLLM's defaults")
     include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
     baselines: list[Literal["tfidf", "embedding"]] = Field(
