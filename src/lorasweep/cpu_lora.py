@@ -36,8 +36,10 @@ def lora_matvec(x, w, indices, dtype):
     if w.dim() == 4:   # [adapters, 1, out, in]
         w = w.squeeze(1)
     x = x.to(dtype=dtype)
-    values, counts = torch.unique_consecutive(indices, return_counts=True)
     n_tokens = x.shape[0]
+    if indices.dim() != 1 or indices.shape[0] != n_tokens:   # not a shape eval produces: vLLM's way
+        return torch.einsum("bi, boi -> bo", x, w[indices].to(dtype=dtype))
+    values, counts = torch.unique_consecutive(indices, return_counts=True)
     if len(values) > 1 and n_tokens < MIN_TOKENS_PER_RUN * len(values):
         return torch.einsum("bi, boi -> bo", x, w[indices].to(dtype=dtype))
     out = x.new_empty((n_tokens, w.shape[1]))
@@ -49,8 +51,9 @@ def lora_matvec(x, w, indices, dtype):
     return out
 
 
-def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling=1.0):
-    y = lora_matvec(inputs, lora_a_weights, lora_indices_tensor, output_tensor.dtype)
+def bgmv_shrink(inputs, lora_b_weights, output_tensor, lora_indices_tensor, scaling=1.0):
+    # (the weights are an adapter's A matrices; the parameter keeps vLLM's name)
+    y = lora_matvec(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
     output_tensor[:, :y.shape[1]] = scaling * y
 
 
@@ -84,9 +87,16 @@ def install() -> bool:
         from vllm.lora.ops.torch_ops import lora_ops
     except ImportError:
         return False
-    missing = [name for name in KERNELS if not hasattr(lora_ops, name)]
-    if missing:
-        print(f"lorasweep: vLLM's CPU LoRA ops lack {missing}; left unchanged", file=sys.stderr)
+    import inspect
+
+    # Another vLLM (eval.vllm_python) may have other ops: replace only the ones
+    # this file was written against, same names and same parameters.
+    changed = [name for name, fn in KERNELS.items() if not hasattr(lora_ops, name)
+               or list(inspect.signature(getattr(lora_ops, name)).parameters)
+               != list(inspect.signature(fn).parameters)]
+    if changed:
+        print(f"lorasweep: vLLM's CPU LoRA ops {changed} are not the ones cpu_lora.py replaces; "
+              "left unchanged", file=sys.stderr)
         return False
     targets = [lora_ops, package]   # lora_ops' sgmv_* call its bgmv_* by name
     wrapper = sys.modules.get("vllm.lora.punica_wrapper.punica_cpu")
