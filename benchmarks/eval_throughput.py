@@ -43,10 +43,9 @@ log = logging.getLogger("eval_throughput")
 if "--limit-worker" in sys.argv and os.environ.get("LORASWEEP_CPU_LORA") == "1":
     # (c) on a CPU computes LoRA with the kernels (b)'s server uses. vLLM's
     # spawned engine process runs this file's top level again, so it gets them too.
-    from lorasweep.cpu_lora import install
+    from lorasweep.cpu_lora import install_and_say
 
-    if install():
-        print(f"(c): lorasweep's CPU LoRA kernels installed (pid {os.getpid()})", flush=True)
+    install_and_say()
 
 
 # --- (c): runs inside the serving environment, where vLLM is -------------------
@@ -189,7 +188,8 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     from lorasweep.paths import env_python, resolve_model_path
     from lorasweep.prompts import render_prompt
     from lorasweep.score import max_answer_tokens
-    from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, has_nvidia_gpu, serve_dtype, vllm_rank
+    from lorasweep.cpu_lora import INSTALLED as CPU_LORA_INSTALLED
+    from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, has_nvidia_gpu, serve_dtype, uses_cpu_lora, vllm_rank
     from lorasweep.train import adapter_dir
 
     engine = {"model": str(resolve_model_path(model.path)), "dtype": serve_dtype(cfg.eval.dtype),
@@ -205,7 +205,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
             "out": str(work / "c_out.json")}
     (work / "c_spec.json").write_text(json.dumps(spec, ensure_ascii=False))
     env = VLLMServer(cfg, model, {}, None, work / "unused.log")._env()
-    if cfg.eval.tune_server and not has_nvidia_gpu():
+    if uses_cpu_lora(cfg):
         env["LORASWEEP_CPU_LORA"] = "1"
     python = cfg.eval.vllm_python or str(env_python("serve"))
     with open(work / "c.log", "w") as fh:
@@ -214,7 +214,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     if rc != 0:
         raise RuntimeError(f"(c) failed with exit code {rc}; see {work / 'c.log'}")
     out = json.loads((work / "c_out.json").read_text())
-    kernels = (work / "c.log").read_text(errors="ignore").count("CPU LoRA kernels installed")
+    kernels = (work / "c.log").read_text(errors="ignore").count(CPU_LORA_INSTALLED)
     texts = iter(out["texts"])
     raw = {r.run_id: [next(texts) for _ in test] for r in runs}
     return {"wall_s": out["generate_s"] + server_start_s, "generate_s": out["generate_s"], "llm_init_s": out["init_s"],

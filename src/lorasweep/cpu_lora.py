@@ -37,11 +37,12 @@ def lora_matvec(x, w, indices, dtype):
         w = w.squeeze(1)
     x = x.to(dtype=dtype)
     n_tokens = x.shape[0]
-    if indices.dim() != 1 or indices.shape[0] != n_tokens:   # not a shape eval produces: vLLM's way
+    runs = torch.unique_consecutive(indices, return_counts=True) if indices.dim() == 1 else None
+    if runs is None or indices.shape[0] != n_tokens \
+            or (len(runs[0]) > 1 and n_tokens < MIN_TOKENS_PER_RUN * len(runs[0])):
+        # a shape eval never produces, or many short runs: vLLM's own way
         return torch.einsum("bi, boi -> bo", x, w[indices].to(dtype=dtype))
-    values, counts = torch.unique_consecutive(indices, return_counts=True)
-    if len(values) > 1 and n_tokens < MIN_TOKENS_PER_RUN * len(values):
-        return torch.einsum("bi, boi -> bo", x, w[indices].to(dtype=dtype))
+    values, counts = runs
     out = x.new_empty((n_tokens, w.shape[1]))
     start = 0
     for adapter, n in zip(values.tolist(), counts.tolist()):
@@ -109,21 +110,25 @@ def install() -> bool:
     return True
 
 
-def _install_and_say() -> None:
+INSTALLED = "lorasweep: CPU LoRA kernels grouped by adapter"
+
+
+def install_and_say() -> None:
+    """install(), and one line on stderr per process that got the kernels."""
     import os
 
     if install():
-        print(f"lorasweep: CPU LoRA kernels grouped by adapter (pid {os.getpid()})", file=sys.stderr, flush=True)
+        print(f"{INSTALLED} (pid {os.getpid()})", file=sys.stderr, flush=True)
 
 
 if __name__ == "__mp_main__":   # an engine or worker process that vLLM spawned
-    _install_and_say()
+    install_and_say()
 elif __name__ == "__main__":
     import runpy
 
     if len(sys.argv) < 2:
         sys.exit("usage: cpu_lora.py <vLLM server module> [server arguments]")
     server_module = sys.argv.pop(1)
-    _install_and_say()
+    install_and_say()
     # alter_sys=False keeps this file as __main__, so spawned processes run it too.
     runpy.run_module(server_module, run_name="__main__", alter_sys=False)

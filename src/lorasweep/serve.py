@@ -61,6 +61,11 @@ def serve_dtype(dtype: str) -> str:
     return "auto" if has_nvidia_gpu() else "float32"
 
 
+def uses_cpu_lora(cfg: ExperimentConfig, gpus: list[str] | None = None) -> bool:
+    """Whether LoRA is computed with lorasweep's CPU kernels (cpu_lora.py)."""
+    return cfg.eval.tune_server and not gpus and not has_nvidia_gpu()
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -80,7 +85,7 @@ class VLLMServer:
         ev = cfg.eval
         python = ev.vllm_python or str(env_python("serve"))
         on_cpu = not self.gpus and not has_nvidia_gpu()
-        if ev.tune_server and on_cpu:
+        if uses_cpu_lora(cfg, self.gpus):
             # The same server, with LoRA kernels that do not copy each token's
             # adapter weights (bit-identical outputs; see cpu_lora.py).
             launch = [python, str(Path(__file__).with_name("cpu_lora.py")), SERVER_MODULE]
