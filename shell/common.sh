@@ -1,9 +1,11 @@
 # Sourced by the other scripts: find the harness Python, set up what is missing.
+# The cache home's default is src/lorasweep/tools.py's (any Python can ask it).
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LORASWEEP_HOME=${LORASWEEP_HOME:-$HOME/.cache/lorasweep}
+PY=${LORASWEEP_PYTHON:-$(command -v python3.11 || command -v python3)}   # builds the environments
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+LORASWEEP_HOME=${LORASWEEP_HOME:-$("$PY" -m lorasweep.tools home)}
 LORASWEEP_ROOT=${LORASWEEP_ROOT:-$ROOT}
 export LORASWEEP_HOME LORASWEEP_ROOT
-export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 HARNESS_PY=$LORASWEEP_HOME/envs/harness/bin/python
 
 # ensure_setup TARGET...: bring those environments up to date (setup.sh only

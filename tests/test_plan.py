@@ -1,5 +1,6 @@
 from lorasweep.config import load_config
-from lorasweep.plan import RunSpec, describe, eval_runs, train_runs
+from lorasweep.plan import eval_runs, plan_text, train_runs
+from lorasweep.runspec import RunSpec
 from conftest import write_experiment
 
 
@@ -16,7 +17,7 @@ def test_grid_and_ids(sandbox):
     assert r.folder() == sandbox / "experiments" / "x" / "runs" / "a" / "n10" / "seed2"
     base = [r for r in eval_runs(cfg) if r.is_base]
     assert [b.run_id for b in base] == ["a__n0__base", "b__n0__base"]
-    assert "8 training run(s)" in describe(cfg)
+    assert "8 training run(s)" in plan_text(cfg)
 
 
 def test_prompt_axis(sandbox):
@@ -35,7 +36,7 @@ def test_prompt_axis(sandbox):
     first = cfg.task.prompt_names()[0]
     assert runs[0].folder().parts[-4:] == ("m1", first, "n10", "seed1")
     assert sorted(r.run_id for r in eval_runs(cfg) if r.is_base) == ["m1__long__n0__base", "m1__short__n0__base"]
-    assert "x 2 prompt(s)" in describe(cfg)
+    assert "x 2 prompt(s)" in plan_text(cfg)
     prepare_data(cfg)
     info = json.loads((sandbox / "dataset_info.json").read_text())
     short = json.loads((sandbox / info["x__short__n10_seed1"]["file_name"]).read_text())

@@ -4,9 +4,10 @@ import pickle
 import matplotlib
 import pandas as pd
 
+from lorasweep import plots
 from lorasweep import results as R
 from lorasweep.config import load_config
-from lorasweep.io import atomic_write_json
+from lorasweep.atomic import atomic_write_json
 from lorasweep.plan import eval_runs
 from conftest import write_experiment
 
@@ -29,7 +30,7 @@ def test_collect_and_plot(sandbox):
     t = R.summary_table(df)
     assert t.loc[("m1", 20), ("score", "mean")] == round((0.3 + 0.4) / 2, 4)
     assert t.loc[("m1", 20), ("seeds", "")] == 2
-    fig = R.plot_learning_curves(df)
+    fig = plots.plot_learning_curves(df)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 1
     assert R.best_run(df).run_id == "m1__n20__seed2"
     assert isinstance(R.load_results("x"), pd.DataFrame)

@@ -9,7 +9,7 @@ import pytest
 from lorasweep.config import load_config
 from lorasweep.metrics import INVALID
 from lorasweep.plan import eval_runs
-from lorasweep.score import is_scored, score_runs
+from lorasweep.score import score_runs
 from lorasweep.splits import prepare_data
 from conftest import write_experiment
 
@@ -90,7 +90,7 @@ def test_scores_every_example_with_stop_ids_and_key(cfg, monkeypatch):
     base, tuned = res[("m1__n0__base", "free")], res[("m1__n10__seed1", "free")]
     assert base.metrics["invalid"] == len(test) and set(base.predictions) == {INVALID}
     assert tuned.metrics["accuracy"] == 1.0 and tuned.metrics["invalid"] == 0
-    assert all(is_scored(r, "free") for r in runs)
+    assert all(r.is_scored("free") for r in runs)
     lines = (runs[1].folder() / "predictions.free.jsonl").read_text().splitlines()
     assert len(lines) == len(test) and json.loads(lines[0])["raw"].endswith("。")
 
@@ -141,7 +141,7 @@ def test_scoring_resumes_where_it_stopped(cfg):
     finally:
         srv.close()
     partial = (run.folder() / "answers.free.partial.jsonl").read_text().splitlines()
-    assert len(partial) == 5 and not is_scored(run, "free")
+    assert len(partial) == 5 and not run.is_scored("free")
     srv2 = FakeServer(answer)
     try:
         res = score_runs(cfg, [run], test, srv2.url, "k")
@@ -161,9 +161,10 @@ def render(cfg, ex):
 
 def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
     import lorasweep.serve as serve
+    import lorasweep.tools as tools
     from lorasweep.score import MAX_AUTO_CONCURRENCY, choose_concurrency, compute_cap, max_answer_tokens
 
-    monkeypatch.setattr(serve, "has_nvidia_gpu", lambda: True)
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: True)
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     assert cfg.eval.concurrency == "auto"
@@ -173,7 +174,7 @@ def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
     assert choose_concurrency(cfg, 5000, 100, kv_cache_tokens=10 ** 7) == MAX_AUTO_CONCURRENCY
     assert choose_concurrency(cfg, 1000, 100, kv_cache_tokens=None) == 16          # capacity unknown
     assert choose_concurrency(cfg, 1000, 10 ** 6, kv_cache_tokens=10 * per) == 1   # a prompt larger than the cache
-    monkeypatch.setattr(serve, "has_nvidia_gpu", lambda: False)   # a CPU: compute, not memory, limits
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: False)   # a CPU: compute, not memory, limits
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert compute_cap() == 32 and choose_concurrency(cfg, 5000, 100, kv_cache_tokens=10 ** 7) == 32
     fixed = load_config(cfg.path, set_args=["eval.concurrency=3"])

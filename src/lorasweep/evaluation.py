@@ -5,27 +5,28 @@ always stopped afterwards; then the experiment's results are collected.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import tools
+from .atomic import atomic_write_json
+from .baselines import run_baselines
 from .check import preflight
-from .config import ExperimentConfig
-from .executor import describe, run_jobs
-from .paths import checkout_root
-from .plan import RunSpec, baseline_runs, eval_runs
+from .config import ExperimentConfig, ModelSpec
+from .executor import run_jobs, where_jobs_run
+from .models import resolve_model_path
+from .parity import compare, served_prompt_ids, training_encoding
+from .paths import checkout_root, lock_file, parity_file, server_log
+from .plan import baseline_runs, eval_runs
 from .procs import ExperimentLock, install_cleanup
+from .prompts import render_prompt
 from .results import collect_results
-from .score import is_scored
-from .io import atomic_write_json
-from .paths import experiment_dir, resolve_model_path
-from .serve import ServerError, VLLMServer, kv_cache_tokens, served_name
+from .runspec import RunSpec
+from .serve import ServerError, VLLMServer, kv_cache_tokens
 from .splits import load_test
-from .train import adapter_dir, is_trained
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class EvalSummary:
 def run_eval(cfg: ExperimentConfig) -> EvalSummary:
     install_cleanup()
     preflight(cfg, "eval")
-    with ExperimentLock(experiment_dir(cfg.name) / ".eval.lock", "eval.sh"):
+    with ExperimentLock(lock_file(cfg.name, "eval"), "eval.sh"):
         return _run_eval(cfg)
 
 
@@ -66,7 +67,7 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
             log.info("eval %s: nothing to score", model.name)
     if models:
         log.info("eval: %d base model(s) to serve; %s", len(models),
-                 describe(cfg, cfg.eval.gpus_per_model, "eval.gpus_per_model"))
+                 where_jobs_run(cfg, cfg.eval.gpus_per_model, "eval.gpus_per_model"))
     for name, part, err in run_jobs(cfg, evaluate_model, models, cfg.eval.gpus_per_model, "eval.gpus_per_model"):
         if err is not None:   # the job itself broke (e.g. its Ray worker kept dying)
             for r in _split_runs(cfg, name, EvalSummary()):
@@ -76,8 +77,6 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
         summary.failed.update(part.failed)
         summary.server_start_s.update(part.server_start_s)
     if cfg.eval.baselines:
-        from .baselines import run_baselines
-
         todo = [r.run_id for r in baseline_runs(cfg)]
         scored = run_baselines(cfg, test)
         summary.scored += scored
@@ -91,13 +90,17 @@ def _split_runs(cfg: ExperimentConfig, model_name: str, summary: EvalSummary) ->
     """The model's runs still to score; finished and untrained ones go into `summary`."""
     runs: list[RunSpec] = []
     for r in (r for r in eval_runs(cfg) if r.model == model_name):
-        if all(is_scored(r, d) for d in cfg.eval.decodings):
+        if _fully_scored(cfg, r):
             summary.skipped.append(r.run_id)
-        elif not r.is_base and not is_trained(r):
+        elif not r.is_base and not r.is_trained():
             summary.untrained.append(r.run_id)
         else:
             runs.append(r)
     return runs
+
+
+def _fully_scored(cfg: ExperimentConfig, run: RunSpec) -> bool:
+    return all(run.is_scored(d) for d in cfg.eval.decodings)
 
 
 def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | None = None) -> EvalSummary:
@@ -108,95 +111,88 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
     runs = _split_runs(cfg, model.name, EvalSummary())
     if not runs:
         return summary
-    test = load_test(cfg)
-    adapters = {r.run_id: adapter_dir(r) for r in runs if not r.is_base}
+    trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and r.is_trained()]
+    parity = _start_training_side(cfg, model, trained)
+    failure = _serve_and_score(cfg, model, runs, trained, parity, gpus, summary)
+    for r in runs:
+        if _fully_scored(cfg, r):
+            summary.scored.append(r.run_id)
+        else:
+            summary.failed[r.run_id] = failure or "not scored"
+    return summary
+
+
+def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec], trained: list[RunSpec],
+                     parity: Future | None, gpus: list[str] | None, summary: EvalSummary) -> str | None:
+    """Start the server (again, up to eval.server_restarts times, when it dies
+    mid-scoring) and score until every run is scored. Returns why it stopped
+    short, or None."""
+    adapters = {r.run_id: r.adapter_dir for r in runs if not r.is_base}
     # Every adapter of a model was trained with the same template; its
     # chat_template.jinja is what LLaMA-Factory trained on (train/serve parity).
-    any_trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and is_trained(r)]
-    templates = [adapter_dir(r) / "chat_template.jinja" for r in any_trained]
-    chat_template = next((t for t in templates if t.is_file()), None)
-    ranks = [int(cfg.train.resolved_args().get("lora_rank", 8))]
-    server_log = experiment_dir(cfg.name) / "runs" / f"server_{model.name}.log"
-    unscored = lambda: [r for r in runs if not all(is_scored(r, d) for d in cfg.eval.decodings)]  # noqa: E731
-    rc, attempts = None, 1 + cfg.eval.server_restarts
-    parity = None
-    if cfg.eval.check_parity and any_trained:
-        side = ThreadPoolExecutor(max_workers=1)
-        parity = side.submit(_training_side, cfg, model, test[0], any_trained[0])
-        side.shutdown(wait=False)   # the one job runs on; the thread ends with it
+    chat_template = next((r.chat_template for r in trained if r.chat_template.is_file()), None)
+    rank = int(cfg.train.resolved_args().get("lora_rank", 8))
+    attempts = 1 + cfg.eval.server_restarts
+    failure = None
     for attempt in range(1, attempts + 1):
         try:
-            with VLLMServer(cfg, model, adapters, chat_template, server_log, lora_rank=max(ranks),
-                            gpus=gpus) as srv:
+            with VLLMServer(cfg, model, adapters, chat_template, server_log(cfg.name, model.name),
+                            lora_rank=rank, gpus=gpus) as srv:
                 summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
                 if parity is not None and attempt == 1:
-                    _check_parity(cfg, srv, model, any_trained[0], parity.result())
-                rc = _score_with_client(cfg, srv, unscored())
+                    _check_parity(cfg, srv, model, trained[0], parity.result())
+                rc = _score_with_client(cfg, srv, [r for r in runs if not _fully_scored(cfg, r)])
                 died = srv.child is not None and srv.child.poll() is not None
-        except ServerError as e:
+        except (ServerError, ParityError, RuntimeError) as e:   # RuntimeError: e.g. the parity encoding failed
             log.error("eval %s: %s", model.name, e)
-            rc = "server failed to start"
-            break
-        except ParityError as e:
-            log.error("eval %s: %s", model.name, e)
-            rc = "train/serve parity check failed"
-            break
-        except RuntimeError as e:   # e.g. the parity encoding could not run
-            log.error("eval %s: %s", model.name, e)
-            rc = str(e).splitlines()[0]
-            break
-        if rc == 0 or not unscored():
-            break
+            return {ServerError: "server failed to start", ParityError: "train/serve parity check failed"}.get(
+                type(e), str(e).splitlines()[0])
+        failure = None if rc == 0 else f"infer_eval.py exit code {rc}"
+        if failure is None or all(_fully_scored(cfg, r) for r in runs):
+            return None
         if attempt < attempts:
             log.warning("eval %s: scoring stopped (client exit %s%s); restarting the server and going on "
                         "where it stopped (attempt %d of %d)", model.name, rc,
                         ", the server died" if died else "", attempt + 1, attempts)
-    for r in runs:
-        if all(is_scored(r, d) for d in cfg.eval.decodings):
-            summary.scored.append(r.run_id)
-        else:
-            summary.failed[r.run_id] = rc if isinstance(rc, str) else f"infer_eval.py exit code {rc}"
-    return summary
+    return failure
 
 
 class ParityError(RuntimeError):
     pass
 
 
-def _training_side(cfg: ExperimentConfig, model, example: dict, trained_run: RunSpec) -> tuple[str, dict] | None:
-    """LLaMA-Factory's encoding of a test prompt (the training environment's
-    imports take seconds, so this runs while the server starts)."""
-    from .parity import training_encoding
-    from .prompts import render_prompt
-    from .train import llamafactory_cli
-
-    cli = Path(llamafactory_cli(cfg)[0])
-    train_py = cli.parent / "python"
-    if not train_py.is_file():
-        log.warning("parity %s: no training-environment python next to %s; parity not checked", model.name, cli)
+def _start_training_side(cfg: ExperimentConfig, model: ModelSpec, trained: list[RunSpec]) -> Future | None:
+    """LLaMA-Factory's encoding of the first test prompt, computed in a side
+    thread while the server starts (the training environment's imports take
+    seconds). None when parity is not checked or nothing is trained."""
+    if not (cfg.eval.check_parity and trained):
         return None
-    prompt = render_prompt(cfg.task, example, trained_run.prompt)
-    return prompt, training_encoding(str(train_py), str(resolve_model_path(model.path)), model.template, prompt,
-                                     example["label"])
+    py = tools.train_python(cfg)
+    if not py.is_file():
+        log.warning("parity %s: no training-environment python at %s; parity not checked", model.name, py)
+        return None
+    example = load_test(cfg)[0]
+    prompt = render_prompt(cfg.task, example, trained[0].prompt)
+    side = ThreadPoolExecutor(max_workers=1)
+    fut = side.submit(lambda: (prompt, training_encoding(str(py), str(resolve_model_path(model.path)),
+                                                         model.template, prompt, example["label"])))
+    side.shutdown(wait=False)   # the one job runs on; the thread ends with it
+    return fut
 
 
-def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model, trained_run: RunSpec,
-                  training_side: tuple[str, dict] | None) -> None:
+def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trained_run: RunSpec,
+                  training_side: tuple[str, dict]) -> None:
     """Compare the ids the server builds for a test prompt with LLaMA-Factory's; stop on a mismatch."""
-    from .parity import compare, served_prompt_ids
-
-    if training_side is None:
-        return
     prompt, trained = training_side
     # The adapter's name when this server holds it; else (only the base model
     # left to score) the base model's, whose chat template is the same one.
-    name = served_name(trained_run) if trained_run.run_id in srv.adapters else model.name
+    name = trained_run.served_name if trained_run.run_id in srv.adapters else model.name
     try:
         served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
     except OSError as e:   # urllib's HTTPError / URLError
         raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
     report = compare(trained, served, model.resolved_stop_token_ids())
-    out = experiment_dir(cfg.name) / "runs" / model.name / "parity.json"
+    out = parity_file(cfg.name, model.name)
     atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
     if not report["ok"]:
         raise ParityError(f"train/serve parity failed (see {out}): prompt identical: {report['prompt_identical']} "
@@ -215,8 +211,8 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
         argv += ["--kv-cache-tokens", str(kv)]
     for item in cfg._set_args:
         argv += ["--set", item]
-    env = {**os.environ, "LORASWEEP_API_KEY": srv.api_key, "NO_PROXY": "127.0.0.1,localhost",
-           "LANGCHAIN_OPENAI_TCP_KEEPALIVE": "0"}
+    env = tools.child_env(**tools.LOCAL_NO_PROXY, **{tools.API_KEY_ENV: srv.api_key},
+                          LANGCHAIN_OPENAI_TCP_KEEPALIVE="0")
     # The client inherits our terminal so its progress bar shows; it ends
     # before the server is stopped.
     proc = subprocess.Popen(argv, env=env, start_new_session=True)

@@ -15,34 +15,18 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Sequence
 
+from . import tools
 from .config import ExperimentConfig
-from .paths import cache_home, checkout_root, repo_root
-from .procs import stop_all
+from .paths import ROOT_ENV, checkout_root, repo_root
+from .procs import install_cleanup, stop_all
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[ExperimentConfig, Any, "list[str] | None"], Any]
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
 
 
 def gpu_groups(gpus: list[str], per_job: int, what: str = "train.gpus_per_run") -> list[list[str]]:
@@ -54,10 +38,11 @@ def gpu_groups(gpus: list[str], per_job: int, what: str = "train.gpus_per_run") 
     return [gpus[i:i + per_job] for i in range(0, len(gpus) - per_job + 1, per_job)]
 
 
-def describe(cfg: ExperimentConfig, gpus_per_job: int, what: str) -> str:
+def where_jobs_run(cfg: ExperimentConfig, gpus_per_job: int, what: str) -> str:
+    """One phrase for the log: where and how many jobs run at once."""
     if cfg.executor.kind == "ray":
         return f"as Ray tasks on {cfg.executor.address or 'a local Ray cluster (127.0.0.1)'}"
-    groups = gpu_groups(visible_gpus(), gpus_per_job, what)
+    groups = gpu_groups(tools.visible_gpus(), gpus_per_job, what)
     return f"{len(groups)} at a time on GPU(s) {groups}" if groups else "one at a time on the CPU"
 
 
@@ -72,7 +57,7 @@ def run_jobs(cfg: ExperimentConfig, fn: Job, items: Sequence, gpus_per_job: int,
 
 
 def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start):
-    groups = gpu_groups(visible_gpus(), gpus_per_job, what)
+    groups = gpu_groups(tools.visible_gpus(), gpus_per_job, what)
     free: queue.Queue = queue.Queue()
     for g in groups or [None]:
         free.put(g)
@@ -111,7 +96,7 @@ def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start):
 
 def _worker_env() -> dict[str, str]:
     """What a Ray worker needs to find this checkout, its data and the managed environments."""
-    env = {"LORASWEEP_ROOT": str(repo_root()), "LORASWEEP_HOME": str(cache_home())}
+    env = {ROOT_ENV: str(repo_root()), tools.HOME_ENV: str(tools.cache_home())}
     src = str(checkout_root() / "src")
     env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                                  if p and p != src])
@@ -122,8 +107,6 @@ def _ray_call(fn: Job, cfg: ExperimentConfig, item: Any) -> Any:
     """Inside a Ray worker: the job gets the GPUs Ray gave the task (the ids
     Ray also put in CUDA_VISIBLE_DEVICES), or None on a CPU."""
     import ray
-
-    from .procs import install_cleanup
 
     ours = logging.getLogger("lorasweep")   # Ray's worker has its own root logging; ours goes to stderr
     if not ours.handlers:
@@ -165,7 +148,7 @@ def start_ray(cfg: ExperimentConfig) -> bool:
             pass
     common = dict(log_to_driver=True, logging_level=logging.WARNING, runtime_env={"env_vars": _worker_env()})
     if cfg.executor.address is None:
-        ray.init(include_dashboard=False, num_cpus=os.cpu_count() or 1, num_gpus=len(visible_gpus()),
+        ray.init(include_dashboard=False, num_cpus=os.cpu_count() or 1, num_gpus=len(tools.visible_gpus()),
                  object_store_memory=256 * 1024 ** 2, **common)
         where = "a local Ray cluster on 127.0.0.1"
     else:

@@ -1,10 +1,11 @@
 """Metrics through `evaluate`, from metric modules shipped in the package (offline)."""
 from __future__ import annotations
 
-import os
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+
+from . import tools
 
 MODULES = Path(__file__).parent / "metric_modules"
 INVALID = "<invalid>"
@@ -13,8 +14,7 @@ _TRAILING = " \t\r\n。．.，,、；;：:！!？?\"'“”‘’》」』)）]�
 
 @lru_cache(maxsize=None)
 def _module(name: str):
-    os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tools.offline_in_this_process()
     import evaluate
 
     return evaluate.load(str(MODULES / name))

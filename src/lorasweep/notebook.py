@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 from .config import ExperimentConfig
-from .paths import checkout_root, experiment_dir, repo_root
+from .paths import ROOT_ENV, checkout_root, executed_notebook, figures_dir, repo_root
 
 log = logging.getLogger(__name__)
+
+EXPERIMENT_ENV = "LORASWEEP_EXPERIMENT"   # the experiment analysis.ipynb opens (default the demo)
 
 
 def run_notebook(cfg: ExperimentConfig, notebook: Path | None = None, timeout_s: int = 600) -> Path:
@@ -19,14 +21,14 @@ def run_notebook(cfg: ExperimentConfig, notebook: Path | None = None, timeout_s:
 
     nb_path = notebook or checkout_root() / "analysis.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
-    out = experiment_dir(cfg.name) / "analysis.ipynb"
-    os.environ["LORASWEEP_EXPERIMENT"] = str(cfg.path)
-    os.environ["LORASWEEP_ROOT"] = str(repo_root())
+    out = executed_notebook(cfg.name)
+    os.environ[EXPERIMENT_ENV] = str(cfg.path)
+    os.environ[ROOT_ENV] = str(repo_root())
     t0 = time.time()
     NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                    resources={"metadata": {"path": str(checkout_root())}}).execute()
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
     log.info("notebook: executed in %.0f s -> %s (figures in %s)", time.time() - t0, out,
-             experiment_dir(cfg.name) / "figures")
+             figures_dir(cfg.name))
     return out

@@ -2,37 +2,23 @@
 must be the ids LLaMA-Factory's template encoded for training, and the token
 that ended the answers in training must be one the requests stop at.
 
-LLaMA-Factory's side runs in the training environment (`python parity.py
-encode ...`), so this file imports nothing from the package at module level.
+LLaMA-Factory's side runs in the training environment
+(envscripts/parity_encode.py); the served side asks the live server's /tokenize.
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
-
-def _encode_stage(model_path: str, template: str, prompt: str, answer: str) -> None:
-    from llamafactory.data import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_path)
-    tpl = get_template_and_fix_tokenizer(tok, DataArguments(template=template))
-    prompt_ids, answer_ids = tpl.encode_oneturn(
-        tok, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
-    label_ids = tok.encode(answer, add_special_tokens=False)
-    print(json.dumps({"prompt_ids": prompt_ids, "answer_ids": answer_ids, "label_ids": label_ids}))
+from . import tools
+from .envscripts import script
 
 
 def training_encoding(train_python: str, model_path: str, template: str, prompt: str, answer: str) -> dict:
     """Prompt and answer token ids as LLaMA-Factory builds them for training."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"}
-    proc = subprocess.run([train_python, str(Path(__file__).resolve()), "encode", model_path, template],
-                          input=json.dumps({"prompt": prompt, "answer": answer}), env=env,
+    proc = subprocess.run([train_python, script("parity_encode.py"), model_path, template],
+                          input=json.dumps({"prompt": prompt, "answer": answer}), env=tools.child_env(),
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"LLaMA-Factory template encoding failed:\n{proc.stderr[-2000:]}")
@@ -64,8 +50,3 @@ def compare(trained: dict, served: list[int], stop_ids: list[int]) -> dict:
         "stops_at_answer_end": end_token is not None and end_token in stop_ids,
         "ok": first_diff is None and end_token is not None and end_token in stop_ids,
     }
-
-
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "encode":
-    data = json.loads(sys.stdin.read())
-    _encode_stage(sys.argv[2], sys.argv[3], data["prompt"], data["answer"])

@@ -1,11 +1,12 @@
-"""Where things live: the repository, the cache of environments and models, outputs."""
+"""Where an experiment's files live: the checkout, experiments/<name>/ and
+data/<name>/. (A run's own folder is runspec.py's; the cache of environments
+and models is tools.py's.)"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-EMBEDDED_PREFIX = "embedded:"
-EMBEDDED_MODELS = ("gemma-3-270m",)
+ROOT_ENV = "LORASWEEP_ROOT"
 
 
 def repo_root() -> Path:
@@ -14,7 +15,7 @@ def repo_root() -> Path:
     LORASWEEP_ROOT wins; otherwise the folder above src/ when running from a
     checkout, else the current directory.
     """
-    env = os.environ.get("LORASWEEP_ROOT")
+    env = os.environ.get(ROOT_ENV)
     if env:
         return Path(env).resolve()
     here = Path(__file__).resolve().parents[2]
@@ -28,33 +29,60 @@ def checkout_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def cache_home() -> Path:
-    return Path(os.environ.get("LORASWEEP_HOME", Path.home() / ".cache" / "lorasweep")).expanduser()
-
-
-def env_python(name: str) -> Path:
-    """Python of a managed environment: harness, train or serve."""
-    return cache_home() / "envs" / name / "bin" / "python"
-
-
-def embedded_model_dir(name: str = "gemma-3-270m") -> Path:
-    return cache_home() / "models" / name
-
-
-def resolve_model_path(path: str) -> Path:
-    """A model's checkpoint folder; `embedded:<name>` means the built-in model."""
-    if path.startswith(EMBEDDED_PREFIX):
-        name = path[len(EMBEDDED_PREFIX):]
-        if name not in EMBEDDED_MODELS:
-            raise ValueError(f"unknown embedded model {name!r}; available: {', '.join(EMBEDDED_MODELS)}")
-        return embedded_model_dir(name)
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (repo_root() / p)
-
+# --- experiments/<name>/ -------------------------------------------------------
 
 def experiment_dir(name: str) -> Path:
     return repo_root() / "experiments" / name
 
 
+def runs_dir(name: str) -> Path:
+    return experiment_dir(name) / "runs"
+
+
+def server_log(name: str, model: str) -> Path:
+    return runs_dir(name) / f"server_{model}.log"
+
+
+def parity_file(name: str, model: str) -> Path:
+    return runs_dir(name) / model / "parity.json"
+
+
+def lock_file(name: str, stage: str) -> Path:
+    """One train.sh and one eval.sh at a time per experiment."""
+    return experiment_dir(name) / f".{stage}.lock"
+
+
+def results_file(name: str, ext: str = "pkl") -> Path:
+    """results.pkl (a pandas DataFrame), results.csv, results.json."""
+    return experiment_dir(name) / f"results.{ext}"
+
+
+def figures_dir(name: str) -> Path:
+    return experiment_dir(name) / "figures"
+
+
+def report_file(name: str) -> Path:
+    return experiment_dir(name) / "report.html"
+
+
+def executed_notebook(name: str) -> Path:
+    return experiment_dir(name) / "analysis.ipynb"
+
+
+# --- data/<name>/ and the dataset registry ----------------------------------------
+
 def data_dir(name: str) -> Path:
     return repo_root() / "data" / name
+
+
+def test_file(name: str) -> Path:
+    return data_dir(name) / "test.json"
+
+
+def embeddings_cache(name: str) -> Path:
+    return data_dir(name) / "embeddings-minilm.npz"
+
+
+def dataset_info() -> Path:
+    """LLaMA-Factory's dataset registry (train.yaml's dataset_dir is the repo root)."""
+    return repo_root() / "dataset_info.json"

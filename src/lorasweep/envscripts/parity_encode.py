@@ -1,0 +1,32 @@
+"""LLaMA-Factory's side of the train/serve parity check, run in the training
+environment: the token ids its template builds for a prompt and its answer.
+
+    <training-env python> parity_encode.py <model dir> <template>   < {"prompt": ..., "answer": ...}
+
+Prints one JSON line: prompt_ids, answer_ids (the answer as trained, with the
+turn's end) and label_ids (the answer's own tokens).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def encode(model_path: str, template: str, prompt: str, answer: str) -> dict:
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    tpl = get_template_and_fix_tokenizer(tok, DataArguments(template=template))
+    prompt_ids, answer_ids = tpl.encode_oneturn(
+        tok, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
+    label_ids = tok.encode(answer, add_special_tokens=False)
+    return {"prompt_ids": prompt_ids, "answer_ids": answer_ids, "label_ids": label_ids}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: parity_encode.py <model dir> <template>  (JSON prompt/answer on stdin)")
+    data = json.loads(sys.stdin.read())
+    print(json.dumps(encode(sys.argv[1], sys.argv[2], data["prompt"], data["answer"])))

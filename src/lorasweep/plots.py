@@ -1,0 +1,138 @@
+"""Figures: learning curves (with the fitted curves and "labels needed"),
+the cost of each point, a run's confusion matrix; and a CJK font for Chinese
+labels. Every function takes numbers already computed (results.py,
+analysis.py) and returns a matplotlib Figure.
+"""
+from __future__ import annotations
+
+from . import stats
+from .results import series_keys
+from .runspec import is_baseline_model
+
+METRIC_NAMES = {"score": "score (macro-F1; ner: entity micro-F1)", "f1_macro": "macro-F1", "accuracy": "accuracy",
+                "f1_micro": "entity micro-F1", "exact_match": "exact match"}
+
+
+def plot_learning_curves(df, metrics=("score", "accuracy"), ax=None):
+    """One line per model (and prompt/decoding when they vary): mean over seeds
+    against train size, shaded min-max spread over seeds. Zero-shot base models
+    are the points at size 0; classical baselines are dashed."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.4), squeeze=False)
+        axes = axes[0]
+    else:
+        fig, axes = ax.figure, [ax]
+    keys = series_keys(df)
+    for metric, a in zip(metrics, axes):
+        for name, sub in df.groupby(keys):
+            name = name if isinstance(name, tuple) else (name,)
+            g = sub.groupby("size")[metric]
+            mean, lo, hi = g.mean(), g.min(), g.max()
+            style = "--" if is_baseline_model(sub["model"].iloc[0]) else "-"
+            line = a.plot(mean.index, mean.values, style, marker="o", label=" / ".join(str(x) for x in name if x))[0]
+            a.fill_between(mean.index, lo.values, hi.values, alpha=0.2, color=line.get_color())
+        a.set_xlabel("training examples (0 = zero-shot base model)")
+        a.set_ylabel(METRIC_NAMES.get(metric, metric))
+        a.set_ylim(-0.02, 1.02)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(result, ax=None, normalise=True):
+    """Confusion matrix of one classification RunResult (rows: gold, columns:
+    predicted; the last column counts invalid answers)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    m = result.metrics
+    labels = m["confusion_labels"]
+    cm = np.array(m["confusion_matrix"], dtype=float)
+    keep = cm.sum(axis=1) > 0   # rows: classes present in the test set
+    rows = [lab for lab, k in zip(labels, keep) if k]
+    cm = cm[keep]
+    if normalise:
+        cm = cm / cm.sum(axis=1, keepdims=True)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(labels), 1 + 0.5 * len(rows)))
+    else:
+        fig = ax.figure
+    ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j] > 0:
+                ax.text(j, i, f"{cm[i, j]:.2f}" if normalise else int(cm[i, j]), ha="center", va="center",
+                        fontsize=7, color="white" if cm[i, j] > 0.6 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(f"{result.run_id} [{result.decoding}] (macro-F1 {m['f1_macro']:.3f})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves_with_fits(df, answers: dict, target: float):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for name, g in df.groupby("series"):
+        m = g.groupby("size").agg(score=("score", "mean"), lo=("score_low", "mean"), hi=("score_high", "mean"))
+        style = "--" if is_baseline_model(g["model"].iloc[0]) else "-"
+        line = ax.errorbar(m.index, m["score"], yerr=[m["score"] - m["lo"], m["hi"] - m["score"]], fmt="o" + style,
+                           capsize=3, label=name, alpha=0.9)
+        fit = answers.get(name, {}).get("fit")
+        if fit is not None:
+            xs = np.linspace(max(1, min(fit.sizes) * 0.8), max(fit.sizes) * stats.MAX_EXTRAPOLATION, 200)
+            ax.plot(xs, stats.power_law(xs, fit.a, fit.b, fit.c), ":", color=line[0].get_color(),
+                    label=f"{name}: fit, plateau {fit.a:.2f}")
+            need = answers[name]["needed"]
+            if need.size is not None:
+                ax.axvline(need.size, color=line[0].get_color(), alpha=0.4)
+                ax.annotate(f"{need.size:,.0f} labels for {target:.2f}", (need.size, target),
+                            textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.axhline(target, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("training examples (0 = zero-shot)")
+    ax.set_ylabel("score (95% bootstrap interval)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cost(df):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    trained = df[df["train_wall_s"].notna()]
+    for name, g in trained.groupby("series"):
+        axes[0].plot(g["train_wall_s"] / 60, g["score"], "o-", label=name)
+    for name, g in df[df["score_s"].notna()].groupby("series"):
+        axes[1].plot(g["score_s"], g["score"], "o", label=name)
+    axes[0].set_xlabel("training wall time (min)")
+    axes[1].set_xlabel("scoring wall time (s)")
+    for a in axes:
+        a.set_ylabel("score")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def use_cjk_font() -> str | None:
+    """Pick an installed font that has CJK glyphs for the labels, if any."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    wanted = ("Noto Sans CJK", "Noto Sans SC", "WenQuanYi", "SimHei", "Source Han Sans", "AR PL", "Droid Sans Fallback")
+    for f in font_manager.fontManager.ttflist:
+        if any(w.lower() in f.name.lower() for w in wanted):
+            matplotlib.rcParams["font.sans-serif"] = [f.name] + matplotlib.rcParams["font.sans-serif"]
+            matplotlib.rcParams["axes.unicode_minus"] = False
+            return f.name
+    return None

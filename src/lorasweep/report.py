@@ -1,0 +1,139 @@
+"""`lorasweep report`: one self-contained HTML file (figures embedded as PNG)
+for people who will not open a notebook: the learning curves with "labels
+needed", every run's score with its interval, the paired comparisons and the
+cost of each point. The numbers come from analysis.py, the figures from plots.py.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import math
+import time
+from pathlib import Path
+
+from . import stats
+from .analysis import curve_answers, paired_matrix, with_intervals
+from .atomic import atomic_write_text
+from .config import ExperimentConfig
+from .paths import report_file
+from .plots import plot_cost, plot_curves_with_fits, use_cjk_font
+from .results import collect_results
+
+log = logging.getLogger(__name__)
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _table(frame, fmt=None, highlight=None) -> str:
+    cols = list(frame.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or ""] + cols)
+    body = []
+    for idx, row in frame.iterrows():
+        cells = [f"<th>{html.escape(str(idx))}</th>"]
+        for c in cols:
+            v = row[c]
+            text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else (fmt(c, v) if fmt else str(v))
+            cls = f' class="{highlight(c, v)}"' if highlight else ""
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+_INTS = {"size", "seed", "n", "invalid", "count", "train_tokens_seen"}
+
+
+def _fmt(col, v) -> str:
+    if col in _INTS:
+        return f"{int(v):,}"
+    if col in ("train_wall_s", "score_s"):
+        return f"{v:,.1f}"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _sig(col, v) -> str:
+    if not isinstance(v, str) or "(p" not in v:
+        return ""
+    p = v.split("(p", 1)[1].split(";")[0]
+    return "sig" if p.startswith("<") or float(p.lstrip("=")) < 0.05 else ""
+
+
+def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 1000, seed: int = 0,
+                 out: Path | None = None) -> Path:
+    """One self-contained HTML file (figures embedded) with all of the above."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    use_cjk_font()
+    t0 = time.time()
+    df = collect_results(cfg)
+    if df.empty:
+        raise FileNotFoundError(f"no scored runs for experiment '{cfg.name}': run `bash shell/eval.sh` first")
+    df = with_intervals(cfg, df, n_resamples, seed)
+    answers = curve_answers(df, target, cfg, seed=seed)
+    sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
+                f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
+                f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
+                f"decoding {', '.join(cfg.eval.decodings)}. Score = "
+                f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
+                f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
+    sections.append("<h2>Learning curves and labels needed</h2>")
+    sections.append(f'<img class="figure" alt="learning curves" src="data:image/png;base64,'
+                    f'{_png(plot_curves_with_fits(df, answers, target))}">')
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v['message'])}"
+                    + (f" (fit: plateau {v['fit'].a:.3f}, rmse {v['fit'].rmse:.3f})" if "fit" in v else "")
+                    + "</li>" for k, v in answers.items())
+    sections.append(f"<p>Training examples needed for score = {target:.2f} (inverse power law "
+                    f"score = a - b&middot;n<sup>-c</sup> fitted to every seed's score; answers beyond "
+                    f"{stats.MAX_EXTRAPOLATION:.0f}x the largest measured size are refused):</p><ul class='answers'>{items}</ul>")
+
+    sections.append("<h2>Results with confidence intervals</h2>")
+    tab = df[["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
+              "accuracy_high", "invalid", "n"]].sort_values(["series", "size", "seed"]).set_index("series")
+    sections.append(_table(tab, fmt=_fmt))
+    seeds = df.groupby(["series", "size"])["score"].agg(["mean", "std", "count"]).reset_index().set_index("series")
+    sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
+
+    sections.append("<h2>Paired comparisons</h2><p>Macro-F1 difference on the same test examples (row minus "
+                    "column), the paired-bootstrap p-value of that difference, and the exact McNemar p-value "
+                    "of per-example correctness; significant (bootstrap p &lt; 0.05) cells highlighted.</p>")
+    if cfg.task.type == "ner":
+        sections.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
+    else:
+        for size in sorted(s for s in df["size"].unique() if s > 0):
+            p, d = paired_matrix(cfg, df, int(size), seed=seed)
+            if len(p) < 2:
+                continue
+            cell = p.copy().astype(object)
+            for a in p.index:
+                for b in p.columns:
+                    if a != b:
+                        pv, mv = p.loc[a, b], p.attrs["mcnemar"].loc[a, b]
+                        cell.loc[a, b] = (f"{d.loc[a, b]:+.3f} (p{'<0.001' if pv < 0.001 else f'={pv:.3f}'}; "
+                                          f"McNemar {'<0.001' if mv < 0.001 else f'{mv:.3f}'})")
+            sections.append(f"<h3>train size {int(size)}</h3>" + _table(
+                cell, highlight=_sig))
+
+    sections.append("<h2>Cost of each point</h2>")
+    sections.append(f'<img class="figure" alt="cost" src="data:image/png;base64,{_png(plot_cost(df))}">')
+    cost = df[["series", "size", "seed", "train_wall_s", "train_samples_per_s", "train_tokens_seen",
+               "train_peak_rss_gb", "score_s"]].sort_values(["series", "size"]).set_index("series")
+    sections.append(_table(cost, fmt=_fmt))
+    sections.append(f"<p class='foot'>Written by lorasweep in {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}.</p>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
+             "margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+             "th{background:#f4f4f4}td.sig{background:#d8f0d8;font-weight:bold}img.figure{max-width:100%}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lorasweep: {html.escape(cfg.name)}</title>"
+            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
+    out = out or report_file(cfg.name)
+    atomic_write_text(out, page)
+    log.info("report: %s (%.0f kB)", out, len(page) / 1024)
+    return out

@@ -1,0 +1,190 @@
+"""One run and its folder: the run-folder protocol, defined once.
+
+A RunSpec is a point of the grid (model x prompt x train size x seed), a
+zero-shot base run (size 0), or a classical baseline. Its id and its folder
+follow from those coordinates alone:
+
+    experiments/<exp>/runs/<model>/[<prompt>/]n<size>/seed<seed>/   (a training run)
+    experiments/<exp>/runs/<model>/[<prompt>/]n0/base/               (the base model, zero-shot)
+
+With a single unnamed prompt the <prompt> level is left out. Every file a
+stage reads or writes in that folder is named here and nowhere else:
+
+    train.yaml                the resolved LLaMA-Factory config       (train writes)
+    train.log                 llamafactory-cli's output               (train writes)
+    adapter/                  the LoRA adapter + chat_template.jinja  (LLaMA-Factory writes)
+    train_result.json         "trained", written atomically, last     (train writes)
+    train_failed.json         exit code and log tail of a failure     (train writes)
+    .attempts                 attempts of a run not yet finished      (train writes)
+    answers.<mode>.partial.jsonl  answers so far, appended             (score writes)
+    predictions.<mode>.jsonl  one line per test example                (score writes)
+    result.<mode>.pkl         the RunResult                            (score writes)
+    metrics.<mode>.json       "scored in <mode>", atomically, last     (score writes)
+
+The training set a run reads is data/<exp>/train_[<prompt>__]n<size>_seed<seed>.json,
+registered in dataset_info.json as <exp>__[<prompt>__]n<size>_seed<seed>.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import data_dir, experiment_dir
+
+# The classical baselines run as "models" of their own names.
+BASELINE_MODELS = {"tfidf": "baseline-tfidf-logreg", "embedding": "baseline-minilm-logreg"}
+
+
+def is_baseline_model(name: str) -> bool:
+    return name in BASELINE_MODELS.values()
+
+ADAPTER_DIR = "adapter"
+CHAT_TEMPLATE = "chat_template.jinja"     # LLaMA-Factory saves it into the adapter folder
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+TRAINER_RESULTS = "train_results.json"    # LLaMA-Factory's own summary in the adapter folder
+TRAINER_LOG = "trainer_log.jsonl"         # LLaMA-Factory's per-step log in the adapter folder
+TRAIN_YAML = "train.yaml"
+TRAIN_LOG = "train.log"
+TRAINED_MARKER = "train_result.json"
+FAILED_MARKER = "train_failed.json"
+ATTEMPTS = ".attempts"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    experiment: str
+    model: str
+    size: int                  # 0 = the base model, zero-shot
+    seed: int | None           # None for zero-shot runs
+    prompt: str | None = None  # None: the task's single unnamed prompt
+
+    # --- identity ------------------------------------------------------------
+
+    @property
+    def is_base(self) -> bool:
+        return self.size == 0
+
+    @property
+    def is_baseline(self) -> bool:
+        return is_baseline_model(self.model)
+
+    @property
+    def _tail(self) -> str:
+        return "base" if self.is_base else f"seed{self.seed}"
+
+    @property
+    def run_id(self) -> str:
+        prompt = f"__{self.prompt}" if self.prompt else ""
+        return f"{self.model}{prompt}__n{self.size}__{self._tail}"
+
+    @property
+    def served_name(self) -> str:
+        """The model name a request uses: the base model's name, or the run id for an adapter."""
+        return self.model if self.is_base else self.run_id
+
+    # --- the training set it reads ---------------------------------------------
+
+    @property
+    def _data_stem(self) -> str:
+        assert not self.is_base, "a zero-shot run has no training set"
+        prompt = f"{self.prompt}__" if self.prompt else ""
+        return f"{prompt}n{self.size}_seed{self.seed}"
+
+    @property
+    def dataset(self) -> str:
+        """Its name in LLaMA-Factory's dataset_info.json."""
+        return f"{self.experiment}__{self._data_stem}"
+
+    @property
+    def train_file(self) -> Path:
+        return data_dir(self.experiment) / f"train_{self._data_stem}.json"
+
+    # --- its folder and files ----------------------------------------------------
+
+    def folder(self, root: Path | None = None) -> Path:
+        """The run folder; `root` is the experiment folder (default experiments/<exp>)."""
+        base = (root or experiment_dir(self.experiment)) / "runs" / self.model
+        if self.prompt:
+            base = base / self.prompt
+        return base / f"n{self.size}" / self._tail
+
+    @property
+    def train_yaml(self) -> Path:
+        return self.folder() / TRAIN_YAML
+
+    @property
+    def train_log(self) -> Path:
+        return self.folder() / TRAIN_LOG
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.folder() / ADAPTER_DIR
+
+    @property
+    def chat_template(self) -> Path:
+        return self.adapter_dir / CHAT_TEMPLATE
+
+    @property
+    def adapter_weights(self) -> Path:
+        return self.adapter_dir / ADAPTER_WEIGHTS
+
+    @property
+    def trainer_results(self) -> Path:
+        return self.adapter_dir / TRAINER_RESULTS
+
+    @property
+    def trainer_log(self) -> Path:
+        return self.adapter_dir / TRAINER_LOG
+
+    @property
+    def trained_marker(self) -> Path:
+        return self.folder() / TRAINED_MARKER
+
+    @property
+    def failed_marker(self) -> Path:
+        return self.folder() / FAILED_MARKER
+
+    @property
+    def attempts_file(self) -> Path:
+        return self.folder() / ATTEMPTS
+
+    def partial_answers(self, decoding: str) -> Path:
+        """Answers received so far, one JSON line each, appended as they arrive;
+        a rerun (after a kill or a server restart) asks only for the missing ones."""
+        return self.folder() / f"answers.{decoding}.partial.jsonl"
+
+    def predictions_file(self, decoding: str) -> Path:
+        return self.folder() / f"predictions.{decoding}.jsonl"
+
+    def result_file(self, decoding: str) -> Path:
+        return self.folder() / f"result.{decoding}.pkl"
+
+    def metrics_file(self, decoding: str) -> Path:
+        return self.folder() / f"metrics.{decoding}.json"
+
+    # --- its state ---------------------------------------------------------------
+
+    def is_trained(self) -> bool:
+        return self.trained_marker.is_file()
+
+    def has_failed(self) -> bool:
+        return self.failed_marker.is_file()
+
+    def is_scored(self, decoding: str) -> bool:
+        return self.metrics_file(decoding).is_file()
+
+    def state(self) -> str:
+        """trained / failed / to train, from the marker files."""
+        if self.is_trained():
+            return "trained"
+        if self.has_failed():
+            return "failed"
+        return "to train"
+
+    @classmethod
+    def from_row(cls, experiment: str, row) -> "RunSpec":
+        """The run of a results-table row (a pandas Series or a dict)."""
+        seed = row["seed"]
+        size = int(row["size"])
+        seed = None if size == 0 or seed is None or seed != seed else int(seed)   # seed != seed: NaN
+        return cls(experiment, row["model"], size, seed, row.get("prompt") or None)

@@ -1,0 +1,128 @@
+"""The tools lorasweep drives and how it starts them: the managed
+environments under the cache home (their Pythons, llamafactory-cli, vLLM),
+the environment every child process gets, GPU detection, and the
+LLaMA-Factory keys lorasweep sets on every run.
+
+Standard library only, so the shell scripts can ask it with any Python
+before an environment exists:
+
+    python -m lorasweep.tools home            # the cache home
+    python -m lorasweep.tools serve-backend   # gpu or cpu (LORASWEEP_SERVE_BACKEND, else nvidia-smi)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HOME_ENV = "LORASWEEP_HOME"
+DEFAULT_HOME = Path("~/.cache/lorasweep")
+SERVE_BACKEND_ENV = "LORASWEEP_SERVE_BACKEND"
+API_KEY_ENV = "LORASWEEP_API_KEY"   # eval.sh hands the server's generated key to infer_eval.py in it
+
+# The keys lorasweep sets on every run from the experiment's coordinates;
+# `train.args` may not set them.
+MANAGED_TRAIN_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "output_dir", "seed")
+
+# Every child (trainer, server, parity encoder, model build, embedder) gets
+# these: no hub downloads at run time, no telemetry, no version nags, output
+# unbuffered so logs show progress as it happens.
+CHILD_ENV = {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "DISABLE_VERSION_CHECK": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+# Servers listen on 127.0.0.1: never route a request to them through a proxy.
+LOCAL_NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def cache_home() -> Path:
+    """Where the environments and the embedded models live (LORASWEEP_HOME)."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+
+
+def env_python(name: str) -> Path:
+    """Python of a managed environment: harness, train or serve."""
+    return cache_home() / "envs" / name / "bin" / "python"
+
+
+def llamafactory_cli(cfg) -> list[str]:
+    """train.llamafactory_cli, or the managed training environment's."""
+    if cfg.train.llamafactory_cli:
+        return [cfg.train.llamafactory_cli]
+    return [str(env_python("train").parent / "llamafactory-cli")]
+
+
+def train_python(cfg) -> Path:
+    """The Python of the environment llamafactory-cli lives in (parity encoding,
+    template names, the embedding baseline run there). May not exist."""
+    return Path(llamafactory_cli(cfg)[0]).parent / "python"
+
+
+def vllm_python(cfg) -> str:
+    """eval.vllm_python, or the managed serving environment's."""
+    return cfg.eval.vllm_python or str(env_python("serve"))
+
+
+def child_env(gpus: list[str] | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment plus CHILD_ENV (and CUDA_VISIBLE_DEVICES for `gpus`)."""
+    env = {**os.environ, **CHILD_ENV, **extra}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
+
+
+def offline_in_this_process() -> None:
+    """The harness's own hub clients (evaluate loads the shipped metric modules) stay offline too."""
+    for key in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"):
+        os.environ.setdefault(key, "1")
+
+
+def has_nvidia_gpu() -> bool:
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "GPU" in out.stdout
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
+
+
+def serve_backend() -> str:
+    """Which serving environment to build: LORASWEEP_SERVE_BACKEND (cpu|gpu|auto), auto = gpu when one is seen."""
+    backend = os.environ.get(SERVE_BACKEND_ENV, "auto")
+    if backend not in ("auto", "cpu", "gpu"):
+        raise SystemExit(f"{SERVE_BACKEND_ENV}={backend!r}: expected auto, cpu or gpu")
+    if backend == "auto":
+        backend = "gpu" if has_nvidia_gpu() else "cpu"
+    return backend
+
+
+def main(argv: list[str]) -> int:
+    answers = {"home": lambda: str(cache_home()), "serve-backend": serve_backend}
+    if len(argv) != 1 or argv[0] not in answers:
+        print(f"usage: python -m lorasweep.tools {{{'|'.join(answers)}}}", file=sys.stderr)
+        return 2
+    print(answers[argv[0]]())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
