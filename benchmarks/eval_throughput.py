@@ -43,7 +43,7 @@ log = logging.getLogger("eval_throughput")
 if "--limit-worker" in sys.argv and os.environ.get("LORASWEEP_CPU_LORA") == "1":
     # (c) on a CPU computes LoRA with the kernels (b)'s server uses. vLLM's
     # spawned engine process runs this file's top level again, so it gets them too.
-    from lorasweep.cpu_lora import install_and_say
+    from lorasweep.envscripts.cpu_lora import install_and_say
 
     install_and_say()
 
@@ -95,7 +95,8 @@ def machine() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1), "gpu": shutil.which("nvidia-smi") is not None,
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1),
+            "gpu": shutil.which("nvidia-smi") is not None,
             "os": platform.platform(), "python": platform.python_version()}
 
 
@@ -103,23 +104,23 @@ def scratch_root(cfg, runs, test, dest: Path) -> Path:
     """A repository root holding only the chosen adapters (linked) and the
     experiment's data, so (b) runs the real eval path without touching the
     experiment's own results."""
-    from lorasweep.paths import data_dir, experiment_dir
-    from lorasweep.train import ADAPTER, RESULT
+    from lorasweep.paths import data_dir, experiment_dir, test_file
+    from lorasweep.runspec import ADAPTER_DIR, TRAINED_MARKER
 
     if dest.exists():
         shutil.rmtree(dest)
     data = dest / "data" / cfg.name
     data.mkdir(parents=True)
     for f in data_dir(cfg.name).iterdir():   # the same data, the test set cut to the prompts measured
-        if f.name != "test.json":
+        if f.name != test_file(cfg.name).name:
             os.symlink(f, data / f.name)
-    (data / "test.json").write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
+    (data / test_file(cfg.name).name).write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
     for r in runs:
         rel = r.folder().relative_to(experiment_dir(cfg.name).parent)   # <name>/runs/<model>/...
         target = dest / "experiments" / rel
         target.mkdir(parents=True)
-        os.symlink(r.folder() / ADAPTER, target / ADAPTER)
-        shutil.copy2(r.folder() / RESULT, target / RESULT)
+        os.symlink(r.adapter_dir, target / ADAPTER_DIR)
+        shutil.copy2(r.trained_marker, target / TRAINED_MARKER)
     return dest
 
 
@@ -131,7 +132,6 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
     from lorasweep.prompts import render_prompt
     from lorasweep.score import build_result, make_client
     from lorasweep.serve import VLLMServer
-    from lorasweep.train import adapter_dir
 
     # as the seed's eval.sh served each adapter: vLLM's defaults, in eager mode
     # (it passed --vllm_enforce_eager); the requests themselves are lorasweep's
@@ -141,7 +141,7 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
     t0 = time.time()
     preds, starts = {}, []
     for r in runs:
-        with VLLMServer(plain, model, {r.run_id: adapter_dir(r)}, chat_template, work / f"a_{r.run_id}.log") as srv:
+        with VLLMServer(plain, model, {r.run_id: r.adapter_dir}, chat_template, work / f"a_{r.run_id}.log") as srv:
             starts.append(srv.started_s)
             client = make_client(cfg, srv.base_url, srv.api_key, r.run_id, model.resolved_stop_token_ids(), "free")
             answers = []
@@ -185,21 +185,21 @@ def _hit_rates(text: str) -> list[float]:
 
 def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s: float) -> dict:
     """(c): offline LLM.generate over every (adapter, prompt) in one batch."""
-    from lorasweep.paths import env_python, resolve_model_path
+    from lorasweep import tools
+    from lorasweep.envscripts.cpu_lora import INSTALLED as CPU_LORA_INSTALLED
+    from lorasweep.models import resolve_model_path
     from lorasweep.prompts import render_prompt
     from lorasweep.score import max_answer_tokens
-    from lorasweep.cpu_lora import INSTALLED as CPU_LORA_INSTALLED
-    from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, has_nvidia_gpu, serve_dtype, uses_cpu_lora, vllm_rank
-    from lorasweep.train import adapter_dir
+    from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, serve_dtype, uses_cpu_lora, vllm_rank
 
     engine = {"model": str(resolve_model_path(model.path)), "dtype": serve_dtype(cfg.eval.dtype),
               "max_model_len": cfg.eval.max_model_len, "enable_prefix_caching": True, "enable_lora": True,
               "max_loras": len(runs), "max_cpu_loras": len(runs),
               "max_lora_rank": vllm_rank(int(cfg.train.resolved_args().get("lora_rank", 8)))}
-    if not has_nvidia_gpu():
+    if not tools.has_nvidia_gpu():
         engine["block_size"] = CPU_BLOCK_SIZE
     spec = {"engine": engine, "chat_template": str(chat_template) if chat_template else None,
-            "adapters": {r.run_id: str(adapter_dir(r)) for r in runs},
+            "adapters": {r.run_id: str(r.adapter_dir) for r in runs},
             "prompts": [render_prompt(cfg.task, ex, runs[0].prompt) for ex in test],
             "max_tokens": max_answer_tokens(cfg), "stop_token_ids": model.resolved_stop_token_ids(),
             "out": str(work / "c_out.json")}
@@ -207,7 +207,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     env = VLLMServer(cfg, model, {}, None, work / "unused.log")._env()
     if uses_cpu_lora(cfg):
         env["LORASWEEP_CPU_LORA"] = "1"
-    python = cfg.eval.vllm_python or str(env_python("serve"))
+    python = tools.vllm_python(cfg)
     with open(work / "c.log", "w") as fh:
         rc = subprocess.run([python, __file__, "--limit-worker", str(work / "c_spec.json")], env=env,
                             stdout=fh, stderr=subprocess.STDOUT).returncode
@@ -223,7 +223,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
 
 def compare(a: dict, b: dict) -> int:
     """How many answers differ between two ways (over the runs both have)."""
-    return sum(x != y for k in a if k in b for x, y in zip(a[k], b[k]))
+    return sum(x != y for k in a if k in b for x, y in zip(a[k], b[k], strict=False))
 
 
 def main() -> int:
@@ -247,21 +247,19 @@ def main() -> int:
     from lorasweep.config import load_config
     from lorasweep.plan import train_runs
     from lorasweep.splits import load_test
-    from lorasweep.train import adapter_dir, is_trained
 
     set_args = args.set if args.set is not None else ["seeds=[1,2,3]"]
     cfg = load_config(Path(args.experiment), set_args=set_args + ["eval.include_base=false", "eval.baselines=[]",
                                                                   "eval.decoding=free"])
     model = cfg.models[0]
-    trained = [r for r in train_runs(cfg) if r.model == model.name and is_trained(r)]
+    trained = [r for r in train_runs(cfg) if r.model == model.name and r.is_trained()]
     if len(trained) < args.adapters:
         print(f"error: {len(trained)} trained adapter(s) of {model.name} in {cfg.name}; need {args.adapters}. "
               f"Train them first, e.g. bash shell/train.sh {args.experiment} --set 'seeds=[1,2,3]'", file=sys.stderr)
         return 2
     runs = sorted(trained, key=lambda r: (r.size, r.seed or 0))[:args.adapters]
     test = load_test(cfg)[:args.prompts]
-    chat_template = next((adapter_dir(r) / "chat_template.jinja" for r in runs
-                          if (adapter_dir(r) / "chat_template.jinja").is_file()), None)
+    chat_template = next((r.chat_template for r in runs if r.chat_template.is_file()), None)
     n_req = len(runs) * len(test)
     log.info("%d adapters x %d prompts = %d requests, %d repetition(s), ways %s", len(runs), len(test), n_req,
              args.reps, args.ways)

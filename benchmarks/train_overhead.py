@@ -67,7 +67,7 @@ def via_train_sh(exp: Path, root: Path, run_dir: Path) -> dict:
 
 
 def bare(cli: str, train_yaml: Path, out: Path, extra: dict | None = None) -> dict:
-    from lorasweep.train import _child_env
+    from lorasweep.tools import child_env
 
     args = yaml.safe_load(train_yaml.read_text(encoding="utf-8"))
     shutil.rmtree(out, ignore_errors=True)
@@ -78,7 +78,7 @@ def bare(cli: str, train_yaml: Path, out: Path, extra: dict | None = None) -> di
     path.write_text(yaml.safe_dump(args, allow_unicode=True), encoding="utf-8")
     t0 = time.time()
     with open(out / "train.log", "w") as fh:
-        rc = subprocess.run([cli, "train", str(path)], env=_child_env(), cwd=out, stdout=fh,
+        rc = subprocess.run([cli, "train", str(path)], env=child_env(), cwd=out, stdout=fh,
                             stderr=subprocess.STDOUT).returncode
     wall = time.time() - t0
     if rc != 0:
@@ -101,9 +101,10 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     from eval_throughput import machine
+
     from lorasweep.config import load_config
     from lorasweep.plan import train_runs
-    from lorasweep.train import llamafactory_cli
+    from lorasweep.tools import llamafactory_cli
 
     root = Path(tempfile.mkdtemp(prefix="lorasweep-overhead-"))
     exp = experiment(root, args.size)
@@ -129,7 +130,7 @@ def main() -> int:
         rows.append({"train_sh": a, "bare": b, "overhead_fraction": (a["wall_s"] - b["wall_s"]) / a["wall_s"]})
     options = {}
     for name, extra in OPTIONS.items():
-        for rep in range(args.option_reps):
+        for _ in range(args.option_reps):
             r = bare(cli, run_dir / "train.yaml", root / "option", extra)
             options.setdefault(name, []).append(r)
             log.info("option %s: %.1f s (%.2f samples/s, loss %.4f)", name, r["wall_s"], r["samples_per_s"] or 0,
@@ -174,9 +175,11 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
              f"| `bash shell/train.sh` | {report['train_sh_s']:.1f} s | {report['train_sh_samples_per_s']:.3f} | "
              + ", ".join(f"{r['train_sh']['wall_s']:.1f}" for r in report["per_rep"]) + " |",
              f"| bare `llamafactory-cli train` (same YAML) | {report['bare_s']:.1f} s | "
-             f"{report['bare_samples_per_s']:.3f} | " + ", ".join(f"{r['bare']['wall_s']:.1f}" for r in report["per_rep"])
+             f"{report['bare_samples_per_s']:.3f} | "
+             + ", ".join(f"{r['bare']['wall_s']:.1f}" for r in report["per_rep"])
              + " |", "",
-             f"- harness overhead: **{100 * report['overhead_fraction']:.1f}%** of train.sh's wall time (target <= 3%); "
+             f"- harness overhead: **{100 * report['overhead_fraction']:.1f}%** of train.sh's wall time "
+             "(target <= 3%); "
              f"same final loss both ways: {report['same_loss']}",
              f"- time train.sh spends outside the llamafactory-cli process (setup check, harness start, preflight, "
              f"data, result files): {report['outside_trainer_s']:.1f} s (median)"]

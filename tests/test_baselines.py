@@ -1,10 +1,10 @@
 import json
 
+from conftest import write_experiment
 from lorasweep.baselines import run_baselines
 from lorasweep.config import load_config
 from lorasweep.plan import baseline_runs
 from lorasweep.splits import load_test
-from conftest import write_experiment
 
 
 def test_tfidf_baseline_learns_the_demo_task_and_improves_with_data(sandbox):

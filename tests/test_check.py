@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
+from conftest import write_experiment
 from lorasweep import check
 from lorasweep.config import ConfigError, load_config
 from lorasweep.train import run_training
-from conftest import write_experiment
 
 
 @pytest.fixture

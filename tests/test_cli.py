@@ -1,8 +1,8 @@
 import subprocess
 import sys
 
-from lorasweep.cli import main
 from conftest import ROOT, write_experiment
+from lorasweep.cli import main
 
 
 def test_dry_run_prints_plan_and_resolved_yaml(sandbox, capsys):

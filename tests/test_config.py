@@ -1,7 +1,7 @@
 import pytest
 
-from lorasweep.config import ConfigError, load_config, parse_overrides
 from conftest import write_experiment
+from lorasweep.config import ConfigError, load_config, parse_overrides
 
 
 def test_loads_and_sorts_sizes(sandbox):

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_experiment
 from lorasweep import evaluation
 from lorasweep.config import load_config
 from lorasweep.plan import train_runs
-from lorasweep.serve import VLLMServer
-from lorasweep.splits import prepare_data
 from lorasweep.runspec import FAILED_MARKER as FAILED
 from lorasweep.runspec import TRAINED_MARKER as RESULT
+from lorasweep.serve import VLLMServer
+from lorasweep.splits import prepare_data
 from lorasweep.train import run_training
-from conftest import write_experiment
 
 # Trains instantly; for a dataset named in KILL_WORKER it first kills the
 # process that started it (the Ray worker), once per line of that file's

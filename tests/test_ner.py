@@ -36,9 +36,9 @@ def test_entities_from_row_forms():
 
 
 def _by_hand(preds, golds):
-    tp = sum(len(set(p) & set(g)) for p, g in zip(preds, golds))
-    fp = sum(len(set(p) - set(g)) for p, g in zip(preds, golds))
-    fn = sum(len(set(g) - set(p)) for p, g in zip(preds, golds))
+    tp = sum(len(set(p) & set(g)) for p, g in zip(preds, golds, strict=False))
+    fp = sum(len(set(p) - set(g)) for p, g in zip(preds, golds, strict=False))
+    fn = sum(len(set(g) - set(p)) for p, g in zip(preds, golds, strict=False))
     prec, rec = tp / (tp + fp), tp / (tp + fn)
     return prec, rec, 2 * prec * rec / (prec + rec)
 

@@ -1,7 +1,7 @@
+from conftest import write_experiment
 from lorasweep.config import load_config
 from lorasweep.plan import eval_runs, plan_text, train_runs
 from lorasweep.runspec import RunSpec
-from conftest import write_experiment
 
 
 def test_grid_and_ids(sandbox):

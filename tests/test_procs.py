@@ -113,9 +113,9 @@ def test_sigkill_of_the_harness_takes_its_child_along(tmp_path):
 def test_server_that_never_gets_healthy_times_out_with_its_log_tail(sandbox, tmp_path):
     """A 'vLLM' that prints and hangs: the health wait gives up after server_timeout_s,
     the error carries the server's log tail, and no process is left."""
+    from conftest import write_experiment
     from lorasweep.config import load_config
     from lorasweep.serve import ServerError, VLLMServer
-    from conftest import write_experiment
 
     fake = tmp_path / "python"
     fake.write_text("#!" + sys.executable + "\nimport time\nprint('loading weights... CUDA error: pretend', flush=True)\n"

@@ -4,12 +4,12 @@ import pickle
 import matplotlib
 import pandas as pd
 
+from conftest import write_experiment
 from lorasweep import plots
 from lorasweep import results as R
-from lorasweep.config import load_config
 from lorasweep.atomic import atomic_write_json
+from lorasweep.config import load_config
 from lorasweep.plan import eval_runs
-from conftest import write_experiment
 
 matplotlib.use("Agg")
 

@@ -6,12 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import write_experiment
 from lorasweep.config import load_config
 from lorasweep.metrics import INVALID
 from lorasweep.plan import eval_runs
 from lorasweep.score import score_runs
 from lorasweep.splits import prepare_data
-from conftest import write_experiment
 
 
 class FakeServer:
@@ -136,7 +136,7 @@ def test_scoring_resumes_where_it_stopped(cfg):
     srv = FakeServer(flaky_answer)
     cfg.eval.concurrency = 1
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):   # noqa: B017 - whatever the client raises when the server dies
             score_runs(cfg, [run], test, srv.url, "k")
     finally:
         srv.close()
@@ -160,7 +160,6 @@ def render(cfg, ex):
 
 
 def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
-    import lorasweep.serve as serve
     import lorasweep.tools as tools
     from lorasweep.score import MAX_AUTO_CONCURRENCY, choose_concurrency, compute_cap, max_answer_tokens
 

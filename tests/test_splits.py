@@ -3,10 +3,10 @@ from collections import Counter
 
 import pytest
 
+from conftest import write_experiment
 from lorasweep import demo_data
 from lorasweep.config import ConfigError, load_config
 from lorasweep.splits import make_splits, prepare_data, stratified_order, train_subset
-from conftest import write_experiment
 
 
 def test_generator_is_deterministic_and_varied():

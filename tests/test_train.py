@@ -5,12 +5,12 @@ import stat
 
 import yaml
 
+from conftest import DEMO_LABELS, write_experiment
 from lorasweep.config import load_config
 from lorasweep.plan import train_runs
 from lorasweep.runspec import FAILED_MARKER as FAILED
 from lorasweep.runspec import TRAINED_MARKER as RESULT
 from lorasweep.train import resolved_train_yaml, run_training
-from conftest import write_experiment
 
 FAKE_CLI = """#!/usr/bin/env python3
 import json, sys, yaml, pathlib
@@ -190,3 +190,25 @@ def test_fingerprint_ignores_where_things_live_but_not_what_defines_the_run(sand
     assert fingerprint(cfg, run) == before
     changed = load_config(cfg.path, set_args=["train.args.learning_rate=0.01"])
     assert fingerprint(changed, run) != before
+
+
+def test_fingerprint_of_a_named_prompt_run_hashes_the_file_it_trains_on(sandbox):
+    """With named prompts the training file carries the prompt's name; the
+    fingerprint must read that file (it once read a path without the name)."""
+    from lorasweep.splits import prepare_data
+    from lorasweep.train import fingerprint
+
+    cfg = load_config(write_experiment(
+        sandbox / "experiments" / "x.yaml",
+        task={"type": "relation_classification", "labels": list(DEMO_LABELS),
+              "prompt": {"terse": "{text}|{entity1}|{entity2}", "long": "请判断：{text} {entity1} {entity2}"}},
+        data={"source": "generate:people_relations", "generate_size": 200, "test_size": 30}))
+    run = next(r for r in train_runs(cfg) if r.prompt == "terse")
+    assert run.train_file.name == "train_terse__n10_seed1.json"
+    assert resolved_train_yaml(cfg, run)["dataset"] == run.dataset
+    prepare_data(cfg)
+    registry = json.loads((sandbox / "dataset_info.json").read_text())
+    assert (sandbox / registry[run.dataset]["file_name"]) == run.train_file and run.train_file.is_file()
+    before = fingerprint(cfg, run)
+    run.train_file.write_text(run.train_file.read_text().replace("|", "/"), encoding="utf-8")   # other data
+    assert fingerprint(cfg, run) != before

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from . import stats
 from .config import ExperimentConfig
-from .results import load_run_result
-from .results import series_name
+from .results import load_run_result, series_name
 from .splits import load_test
 
 

@@ -54,7 +54,7 @@ def _embedding_index(cfg: ExperimentConfig, pool: list[dict], test: list[dict]) 
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
         if list(z["texts"]) == texts:
-            return dict(zip(texts, z["vectors"]))
+            return dict(zip(texts, z["vectors"], strict=False))
     python = tools.train_python(cfg)
     if not python.is_file():
         python = tools.env_python("train")
@@ -62,7 +62,7 @@ def _embedding_index(cfg: ExperimentConfig, pool: list[dict], test: list[dict]) 
     vectors = embed_texts(texts, str(python), data_dir(cfg.name) / ".embed")
     np.savez(cache, texts=np.array(texts), vectors=vectors)
     log.info("baseline: embedded %d texts with all-MiniLM-L6-v2 in %.0f s", len(texts), time.time() - t0)
-    return dict(zip(texts, vectors))
+    return dict(zip(texts, vectors, strict=False))
 
 
 def embed_texts(texts: list[str], python: str, work: Path):

@@ -15,16 +15,14 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 import yaml
 
 from . import tools
 from .check import full_check
-from .config import ConfigError, ExperimentConfig, load_config
+from .config import ConfigError, ExperimentConfig, load_experiment
 from .evaluation import run_eval
 from .notebook import run_notebook
-from .paths import repo_root
 from .plan import eval_runs, plan_text, train_runs
 from .procs import LockError
 from .report import write_report
@@ -45,10 +43,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def _load(args) -> ExperimentConfig:
-    path = Path(args.experiment)
-    if not path.is_absolute() and not path.exists():
-        path = repo_root() / path
-    return load_config(path, set_args=args.set or [])
+    return load_experiment(args.experiment, set_args=args.set or [])
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,7 +54,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("check", "plan", "prepare", "eval", "results", "notebook"):
         _common(sub.add_parser(name))
@@ -70,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--bootstrap-seed", type=int, default=0)
     t = sub.add_parser("train")
     _common(t)
-    t.add_argument("--dry-run", action="store_true", help="print the plan and the resolved LLaMA-Factory YAML of the first run")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the plan and the resolved LLaMA-Factory YAML of the first run")
     which = t.add_mutually_exclusive_group()
     which.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
     which.add_argument("--retry-failed", action="store_true", help="train only the runs that failed before")

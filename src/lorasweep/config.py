@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .paths import repo_root
 from .tools import MANAGED_TRAIN_KEYS
 
 TaskType = Literal["text_classification", "relation_classification", "ner"]
@@ -137,7 +138,8 @@ class TaskSpec(_Strict):
 
 class DataSpec(_Strict):
     source: str = Field(description="a JSON/JSONL/CSV file, or 'generate:people_relations' for the demo data")
-    test_file: str | None = Field(default=None, description="a fixed test file; otherwise test_size examples are held out")
+    test_file: str | None = Field(default=None,
+                                  description="a fixed test file; otherwise test_size examples are held out")
     test_size: int = Field(default=200, ge=1, description="held-out test examples when test_file is not given")
     split_seed: int = Field(default=0, description="seed of the test hold-out (fixed across run seeds)")
     generate_size: int = Field(default=2000, ge=10, description="examples to generate for 'generate:' sources")
@@ -151,8 +153,10 @@ class DataSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    args: dict[str, Any] = Field(default_factory=dict, description="any LLaMA-Factory training keys; override the defaults")
-    llamafactory_cli: str | None = Field(default=None, description="your own llamafactory-cli; default: the managed environment")
+    args: dict[str, Any] = Field(default_factory=dict,
+                                 description="any LLaMA-Factory training keys; override the defaults")
+    llamafactory_cli: str | None = Field(default=None,
+                                         description="your own llamafactory-cli; default: the managed environment")
     timeout_s: float | None = Field(default=None, gt=0, description="kill a run that trains longer than this")
     gpus_per_run: int = Field(default=1, ge=1, description="GPUs given to each run; runs go in parallel on the rest")
 
@@ -161,7 +165,8 @@ class TrainSpec(_Strict):
     def _no_managed_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
         bad = sorted(set(MANAGED_TRAIN_KEYS) & set(v))
         if bad:
-            raise ValueError(f"{bad} are set by lorasweep per run (models, train_sizes, seeds); remove them from train.args")
+            raise ValueError(f"{bad} are set by lorasweep per run (models, train_sizes, seeds); "
+                             "remove them from train.args")
         return v
 
     def resolved_args(self) -> dict[str, Any]:
@@ -185,17 +190,20 @@ class EvalSpec(_Strict):
     baselines: list[Literal["tfidf", "embedding"]] = Field(
         default_factory=lambda: ["tfidf", "embedding"],
         description="classical classifiers on the same splits (tfidf, embedding); [] for none")
-    check_parity: bool = Field(default=True, description="before scoring, prove the served prompt tokens equal the trained ones")
+    check_parity: bool = Field(default=True,
+                               description="before scoring, prove the served prompt tokens equal the trained ones")
     max_model_len: int = Field(default=1024, ge=64)
     kv_cache_gib: float = Field(default=2.0, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU")
     dtype: str = "auto"
     server_timeout_s: float = Field(default=900, gt=0, description="how long to wait for the server to be healthy")
     server_restarts: int = Field(default=2, ge=0, description="restart a server that dies mid-scoring this often")
     request_timeout_s: float = Field(default=300, gt=0)
-    vllm_python: str | None = Field(default=None, description="python of your own vLLM install; default: the managed environment")
+    vllm_python: str | None = Field(default=None,
+                                    description="python of your own vLLM install; default: the managed environment")
     extra_server_args: list[str] = Field(default_factory=list, description="more vLLM server flags, passed as given")
-    gpus_per_model: int = Field(default=1, ge=1, description="GPUs given to each base model's server (tensor parallel); "
-                                                             "different base models are served at once on the rest")
+    gpus_per_model: int = Field(default=1, ge=1,
+                                description="GPUs given to each base model's server (tensor parallel); "
+                                            "different base models are served at once on the rest")
 
     @field_validator("concurrency")
     @classmethod
@@ -403,3 +411,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
     cfg._path = path.resolve()
     cfg._set_args = list(set_args or [])
     return cfg
+
+
+def load_experiment(path: str | Path, set_args: list[str] | None = None) -> ExperimentConfig:
+    """load_config for a path as a user gives it: relative to the current
+    folder, else to the repository root (LORASWEEP_ROOT)."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = repo_root() / path
+    return load_config(path, set_args=set_args)

@@ -48,7 +48,8 @@ def where_jobs_run(cfg: ExperimentConfig, gpus_per_job: int, what: str) -> str:
 
 def run_jobs(cfg: ExperimentConfig, fn: Job, items: Sequence, gpus_per_job: int,
              what: str = "train.gpus_per_run",
-             on_start: Callable[[Any, "list[str] | None"], None] | None = None) -> Iterator[tuple[Any, Any, BaseException | None]]:
+             on_start: Callable[[Any, "list[str] | None"], None] | None = None,
+             ) -> Iterator[tuple[Any, Any, BaseException | None]]:
     if not items:
         return iter(())
     if cfg.executor.kind == "ray":

@@ -40,7 +40,7 @@ def served_prompt_ids(base_url: str, api_key: str, model_name: str, prompt: str)
 def compare(trained: dict, served: list[int], stop_ids: list[int]) -> dict:
     """A parity report; `ok` is False when prompts differ or the answer end is not a stop token."""
     prompt = trained["prompt_ids"]
-    first_diff = next((i for i, (a, b) in enumerate(zip(prompt, served)) if a != b),
+    first_diff = next((i for i, (a, b) in enumerate(zip(prompt, served, strict=False)) if a != b),
                       None if len(prompt) == len(served) else min(len(prompt), len(served)))
     answer, label = trained["answer_ids"], trained["label_ids"]
     end_token = answer[len(label)] if len(answer) > len(label) and answer[:len(label)] == label else None

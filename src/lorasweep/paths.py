@@ -35,8 +35,9 @@ def experiment_dir(name: str) -> Path:
     return repo_root() / "experiments" / name
 
 
-def runs_dir(name: str) -> Path:
-    return experiment_dir(name) / "runs"
+def runs_dir(name: str, root: Path | None = None) -> Path:
+    """experiments/<name>/runs, or runs under `root` (an experiment folder found elsewhere)."""
+    return (root or experiment_dir(name)) / "runs"
 
 
 def server_log(name: str, model: str) -> Path:

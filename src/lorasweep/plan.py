@@ -40,7 +40,7 @@ def plan_text(cfg: ExperimentConfig) -> str:
     lines = [f"experiment {cfg.name}: {len(cfg.models)} model(s){axis} x {len(cfg.train_sizes)} size(s) "
              f"x {len(cfg.seeds)} seed(s) = {len(runs)} training run(s)"]
     states = [r.state() for r in runs]
-    for r, state in zip(runs, states):
+    for r, state in zip(runs, states, strict=False):
         lines.append(f"  {r.run_id:40s} {state:9s} {r.folder()}")
     todo = sum(s != "trained" for s in states)
     lines.append(f"  {todo} to train, {len(runs) - todo} already trained; executor: {cfg.executor.kind}")

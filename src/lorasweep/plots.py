@@ -25,7 +25,7 @@ def plot_learning_curves(df, metrics=("score", "accuracy"), ax=None):
     else:
         fig, axes = ax.figure, [ax]
     keys = series_keys(df)
-    for metric, a in zip(metrics, axes):
+    for metric, a in zip(metrics, axes, strict=False):
         for name, sub in df.groupby(keys):
             name = name if isinstance(name, tuple) else (name,)
             g = sub.groupby("size")[metric]
@@ -52,7 +52,7 @@ def plot_confusion(result, ax=None, normalise=True):
     labels = m["confusion_labels"]
     cm = np.array(m["confusion_matrix"], dtype=float)
     keep = cm.sum(axis=1) > 0   # rows: classes present in the test set
-    rows = [lab for lab, k in zip(labels, keep) if k]
+    rows = [lab for lab, k in zip(labels, keep, strict=False) if k]
     cm = cm[keep]
     if normalise:
         cm = cm / cm.sum(axis=1, keepdims=True)

@@ -93,7 +93,8 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
                     + "</li>" for k, v in answers.items())
     sections.append(f"<p>Training examples needed for score = {target:.2f} (inverse power law "
                     f"score = a - b&middot;n<sup>-c</sup> fitted to every seed's score; answers beyond "
-                    f"{stats.MAX_EXTRAPOLATION:.0f}x the largest measured size are refused):</p><ul class='answers'>{items}</ul>")
+                    f"{stats.MAX_EXTRAPOLATION:.0f}x the largest measured size are refused):</p>"
+                    f"<ul class='answers'>{items}</ul>")
 
     sections.append("<h2>Results with confidence intervals</h2>")
     tab = df[["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
@@ -127,7 +128,8 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     cost = df[["series", "size", "seed", "train_wall_s", "train_samples_per_s", "train_tokens_seen",
                "train_peak_rss_gb", "score_s"]].sort_values(["series", "size"]).set_index("series")
     sections.append(_table(cost, fmt=_fmt))
-    sections.append(f"<p class='foot'>Written by lorasweep in {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d %H:%M')}.</p>")
+    sections.append(f"<p class='foot'>Written by lorasweep in {time.time() - t0:.0f} s on "
+                    f"{time.strftime('%Y-%m-%d %H:%M')}.</p>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
              "margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
              "th{background:#f4f4f4}td.sig{background:#d8f0d8;font-weight:bold}img.figure{max-width:100%}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import data_dir, experiment_dir
+from .paths import data_dir, runs_dir
 
 # The classical baselines run as "models" of their own names.
 BASELINE_MODELS = {"tfidf": "baseline-tfidf-logreg", "embedding": "baseline-minilm-logreg"}
@@ -103,7 +103,7 @@ class RunSpec:
 
     def folder(self, root: Path | None = None) -> Path:
         """The run folder; `root` is the experiment folder (default experiments/<exp>)."""
-        base = (root or experiment_dir(self.experiment)) / "runs" / self.model
+        base = runs_dir(self.experiment, root) / self.model
         if self.prompt:
             base = base / self.prompt
         return base / f"n{self.size}" / self._tail

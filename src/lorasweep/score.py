@@ -151,7 +151,8 @@ class AnswerBook:
 
 
 def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str, api_key: str,
-               decodings: list[str] | None = None, kv_cache_tokens: int | None = None) -> dict[tuple[str, str], RunResult]:
+               decodings: list[str] | None = None, kv_cache_tokens: int | None = None,
+               ) -> dict[tuple[str, str], RunResult]:
     """Score `runs` (all served by one server) on `test` in each decoding mode;
     the requests of all runs and modes share one pool (see choose_concurrency)."""
     decodings = decodings or cfg.eval.decodings

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import demo_data
-from .config import ConfigError, ExperimentConfig
 from .atomic import atomic_write_text
+from .config import ConfigError, ExperimentConfig
 from .ner import entities_from_row, format_answer
 from .paths import data_dir, dataset_info, repo_root, test_file
 from .plan import train_runs

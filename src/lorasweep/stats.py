@@ -218,9 +218,9 @@ def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0
 def bootstrap_ner_ci(pred_sets: list[set], gold_sets: list[set], n_resamples: int = 1000, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float, float]:
     """(point, low, high) of entity micro-F1, resampling examples."""
-    tp = np.array([len(p & g) for p, g in zip(pred_sets, gold_sets)], float)
-    fp = np.array([len(p - g) for p, g in zip(pred_sets, gold_sets)], float)
-    fn = np.array([len(g - p) for p, g in zip(pred_sets, gold_sets)], float)
+    tp = np.array([len(p & g) for p, g in zip(pred_sets, gold_sets, strict=False)], float)
+    fp = np.array([len(p - g) for p, g in zip(pred_sets, gold_sets, strict=False)], float)
+    fn = np.array([len(g - p) for p, g in zip(pred_sets, gold_sets, strict=False)], float)
 
     def f1(idx):
         t, f_p, f_n = tp[idx].sum(), fp[idx].sum(), fn[idx].sum()

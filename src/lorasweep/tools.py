@@ -22,9 +22,19 @@ DEFAULT_HOME = Path("~/.cache/lorasweep")
 SERVE_BACKEND_ENV = "LORASWEEP_SERVE_BACKEND"
 API_KEY_ENV = "LORASWEEP_API_KEY"   # eval.sh hands the server's generated key to infer_eval.py in it
 
-# The keys lorasweep sets on every run from the experiment's coordinates;
-# `train.args` may not set them.
-MANAGED_TRAIN_KEYS = ("model_name_or_path", "template", "dataset", "dataset_dir", "output_dir", "seed")
+
+
+def run_train_args(model_path: str, template: str, dataset: str, seed: int, dataset_dir: str | None = None,
+                   output_dir: str | None = None) -> dict:
+    """The LLaMA-Factory keys lorasweep sets on every run from its coordinates
+    (where things live left out when not given, as in a run's fingerprint)."""
+    args = {"model_name_or_path": model_path, "template": template, "dataset_dir": dataset_dir,
+            "dataset": dataset, "output_dir": output_dir, "seed": seed, "data_seed": seed}
+    return {k: v for k, v in args.items() if v is not None}
+
+
+# Those `train.args` may not set (data_seed follows the run's seed unless set there).
+MANAGED_TRAIN_KEYS = tuple(k for k in run_train_args("", "", "", 0, "", "") if k != "data_seed")
 
 # Every child (trainer, server, parity encoder, model build, embedder) gets
 # these: no hub downloads at run time, no telemetry, no version nags, output

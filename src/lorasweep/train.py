@@ -33,27 +33,18 @@ log = logging.getLogger(__name__)
 
 def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
     model = cfg.model(run.model)
-    args = cfg.train.resolved_args()
-    args.update({
-        "model_name_or_path": str(resolve_model_path(model.path)),
-        "template": model.template,
-        "dataset_dir": str(repo_root()),
-        "dataset": run.dataset,
-        "output_dir": str(run.adapter_dir),
-        "seed": run.seed,
-        "data_seed": run.seed,
-    })
-    return args
+    return {**cfg.train.resolved_args(),
+            **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
+                                   dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
 
 
 def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
     """Hash of what defines a run: its resolved LLaMA-Factory config and its
     training data. Where things live on disk is left out, so a moved checkout
     or cache keeps its finished runs."""
-    args = resolved_train_yaml(cfg, run)
-    for key in ("dataset_dir", "output_dir"):
-        args.pop(key, None)
-    args["model_name_or_path"] = cfg.model(run.model).path   # as declared, e.g. embedded:gemma-3-270m
+    model = cfg.model(run.model)
+    # the model as declared (e.g. embedded:gemma-3-270m), no dataset_dir or output_dir
+    args = {**cfg.train.resolved_args(), **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     if run.train_file.is_file():
         h.update(run.train_file.read_bytes())

@@ -7,7 +7,6 @@ import os
 import signal
 
 import pytest
-
 from test_faults import _experiment, _pids, _run, _start, _wait_for
 
 pytestmark = pytest.mark.e2e

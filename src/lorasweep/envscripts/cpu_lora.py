@@ -45,7 +45,7 @@ def lora_matvec(x, w, indices, dtype):
     values, counts = runs
     out = x.new_empty((n_tokens, w.shape[1]))
     start = 0
-    for adapter, n in zip(values.tolist(), counts.tolist()):
+    for adapter, n in zip(values.tolist(), counts.tolist(), strict=False):
         wt = w[adapter].to(dtype=dtype).t().unsqueeze(0).expand(n, -1, -1)   # [n, in, out], a view
         out[start:start + n] = torch.bmm(x[start:start + n].unsqueeze(1), wt).squeeze(1)
         start += n

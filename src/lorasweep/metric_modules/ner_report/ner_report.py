@@ -34,7 +34,7 @@ class NerReport(evaluate.Metric):
     def _compute(self, predictions, references, types=None):
         counts = {}
         exact = 0
-        for pred, gold in zip(predictions, references):
+        for pred, gold in zip(predictions, references, strict=False):
             p, g = set(pred), set(gold)
             exact += p == g
             for item, kind in [(x, "tp") for x in p & g] + [(x, "fp") for x in p - g] + [(x, "fn") for x in g - p]:
