@@ -95,8 +95,13 @@ def machine() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    gpu_name = None
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True)
+        gpu_name = ", ".join(out.stdout.split("\n")[:1]).strip() or None
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1),
-            "gpu": shutil.which("nvidia-smi") is not None,
+            "gpu": shutil.which("nvidia-smi") is not None, "gpu_name": gpu_name,
             "os": platform.platform(), "python": platform.python_version()}
 
 

@@ -43,6 +43,7 @@ def experiment(root: Path, size: int) -> Path:
     demo.update({"name": "overhead", "train_sizes": [size], "seeds": [1]})
     demo["data"].update({"generate_size": max(400, size + 200), "test_size": 50})
     demo["train"]["args"]["num_train_epochs"] = 1
+    demo["train"]["fast_loss"] = False   # the harness's own cost: both ways run llamafactory-cli as it is
     demo["eval"] = {"baselines": []}
     (root / "experiments").mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir(exist_ok=True)

@@ -212,3 +212,52 @@ def test_fingerprint_of_a_named_prompt_run_hashes_the_file_it_trains_on(sandbox)
     before = fingerprint(cfg, run)
     run.train_file.write_text(run.train_file.read_text().replace("|", "/"), encoding="utf-8")   # other data
     assert fingerprint(cfg, run) != before
+
+
+def test_trainer_argv_uses_the_fast_loss_launcher_where_a_training_python_is(sandbox, tmp_path):
+    from lorasweep.train import trainer_argv
+
+    cfg = _cfg(sandbox, tmp_path)               # a stand-in llamafactory-cli with no python beside it
+    run = train_runs(cfg)[0]
+    assert trainer_argv(cfg, run) == [cfg.train.llamafactory_cli, "train", str(run.train_yaml)]
+    env = tmp_path / "env" / "bin"
+    env.mkdir(parents=True)
+    (env / "python").symlink_to(__import__("sys").executable)
+    (env / "llamafactory-cli").write_text("#!/bin/sh\n")
+    with_env = load_config(cfg.path, set_args=[f"train.llamafactory_cli={env / 'llamafactory-cli'}"])
+    argv = trainer_argv(with_env, run)
+    assert argv[0] == str(env / "python") and argv[1].endswith("envscripts/fast_loss.py")
+    assert argv[2:] == ["train", str(run.train_yaml)]
+    off = load_config(cfg.path, set_args=[f"train.llamafactory_cli={env / 'llamafactory-cli'}", "train.fast_loss=false"])
+    assert trainer_argv(off, run) == [str(env / "llamafactory-cli"), "train", str(run.train_yaml)]
+
+
+def test_progress_bar_follows_the_trainer_log_and_waits_for_whole_lines(sandbox, tmp_path):
+    from lorasweep.train import TrainProgress, fast_loss_state
+
+    run = train_runs(_cfg(sandbox, tmp_path))[0]
+    run.adapter_dir.mkdir(parents=True)
+    step = lambda i: json.dumps({"current_steps": i, "total_steps": 10, "loss": 2.0 / i,  # noqa: E731
+                                 "remaining_time": f"0:00:{10 - i:02d}"})
+    run.trainer_log.write_text(step(1) + "\n" + step(2) + "\n" + step(3)[:20])   # the third still being written
+    progress = TrainProgress(run)
+    progress.update()
+    assert progress.bar.total == 10 and progress.bar.n == 2 and "loss 1.0000" in progress.bar.postfix
+    with open(run.trainer_log, "a") as f:
+        f.write(step(3)[20:] + "\n")
+    progress.update()
+    assert progress.bar.n == 3 and "left 0:00:07" in progress.bar.postfix
+    progress.close()
+    assert fast_loss_state(run) is None
+    run.train_log.write_text("x\nlorasweep: fast loss on (Gemma3ForCausalLM): logits at ...\ny\n")
+    assert fast_loss_state(run).startswith("on (Gemma3ForCausalLM)")
+
+
+def test_a_run_past_its_timeout_is_killed_and_recorded(sandbox, tmp_path):
+    cli = tmp_path / "slow-cli"
+    cli.write_text("#!/bin/sh\nsleep 60\n")
+    cli.chmod(0o755)
+    cfg = _cfg(sandbox, tmp_path)
+    cfg = load_config(cfg.path, set_args=[f"train.llamafactory_cli={cli}", "train.timeout_s=1", "train_sizes=[10]"])
+    s = run_training(cfg)
+    assert list(s.failed) == ["m1__n10__seed1"] and "timed out" in s.failed["m1__n10__seed1"]

@@ -20,6 +20,7 @@ from . import tools
 from .atomic import atomic_write_json, atomic_write_text, read_json
 from .check import preflight
 from .config import ExperimentConfig
+from .envscripts import script
 from .executor import run_jobs, where_jobs_run
 from .models import resolve_model_path
 from .paths import lock_file, repo_root
@@ -69,6 +70,86 @@ class TrainSummary:
         return "\n".join(lines)
 
 
+def trainer_argv(cfg: ExperimentConfig, run: RunSpec) -> list[str]:
+    """How a run's train.yaml is trained: through envscripts/fast_loss.py in the
+    training environment (train.fast_loss, the default), else llamafactory-cli."""
+    python = tools.train_python(cfg)
+    if cfg.train.fast_loss and python.is_file():
+        return [str(python), script("fast_loss.py"), "train", str(run.train_yaml)]
+    return tools.llamafactory_cli(cfg) + ["train", str(run.train_yaml)]
+
+
+FAST_LOSS_LINE = "lorasweep: fast loss "   # the launcher's one line in train.log: "on (...)" or "off: why"
+
+
+def fast_loss_state(run: RunSpec) -> str | None:
+    """What the launcher said in train.log (None when it was not used)."""
+    try:
+        text = run.train_log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    said = [line.split(FAST_LOSS_LINE, 1)[1].strip() for line in text.splitlines() if FAST_LOSS_LINE in line]
+    return said[0] if said else None
+
+
+class TrainProgress:
+    """A progress bar for one run, fed by the trainer_log.jsonl LLaMA-Factory
+    appends at every logging step: steps done / total, loss, time left."""
+
+    def __init__(self, run: RunSpec):
+        self.run, self.offset, self.bar = run, 0, None
+
+    def update(self) -> None:
+        try:
+            with open(self.run.trainer_log, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return
+        complete = chunk[:chunk.rfind(b"\n") + 1]   # a line still being written waits for the next poll
+        self.offset += len(complete)
+        records = []
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        last = next((r for r in reversed(records) if "current_steps" in r and "total_steps" in r), None)
+        if last is None:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=last["total_steps"], desc=f"  {self.run.run_id}", unit="step", leave=False,
+                            dynamic_ncols=True)
+        self.bar.n = last["current_steps"]
+        self.bar.set_postfix_str(f"loss {last.get('loss', float('nan')):.4f}, "
+                                 f"left {last.get('remaining_time') or '?'}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+POLL_S = 2.0   # how often train.sh looks at a running trainer's log
+
+
+def _wait_showing_progress(child: Child, run: RunSpec, timeout_s: float | None) -> int:
+    """The trainer's exit code (-9 when killed at `timeout_s`), with its progress bar meanwhile."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    progress = TrainProgress(run)
+    try:
+        while child.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                child.stop()
+                return -9
+            progress.update()
+            time.sleep(POLL_S)
+        progress.update()
+        return child.wait()
+    finally:
+        progress.close()
+
+
 def _count_attempt(run: RunSpec) -> int:
     """How many times this run has been started, this time included; a
     finished run forgets (a later retrain counts from 1)."""
@@ -90,10 +171,9 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     args = resolved_train_yaml(cfg, run)
     atomic_write_text(run.train_yaml, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
     run.train_log.unlink(missing_ok=True)
-    argv = tools.llamafactory_cli(cfg) + ["train", str(run.train_yaml)]
     t0 = time.time()
-    with Child(argv, run.train_log, env=tools.child_env(gpus), cwd=run.folder()) as child:
-        rc = child.wait(timeout=cfg.train.timeout_s)
+    with Child(trainer_argv(cfg, run), run.train_log, env=tools.child_env(gpus), cwd=run.folder()) as child:
+        rc = _wait_showing_progress(child, run, cfg.train.timeout_s)
         peak_rss = child.peak_rss_bytes
     wall = time.time() - t0
     if rc != 0:
@@ -113,6 +193,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "train_peak_rss_gb": round(peak_rss / 1e9, 2),
         "epochs": args.get("num_train_epochs"),
         "lora_rank": args.get("lora_rank"),
+        "fast_loss": fast_loss_state(run),
         "adapter": str(run.adapter_dir),
         "gpus": gpus or [],
         "attempts": attempts,
@@ -171,7 +252,8 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) 
                 continue
             summary.done.append(run.run_id)
             retried = f", attempt {res['attempts']}" if res.get("attempts", 1) > 1 else ""
-            log.info("train %s: done in %.0f s (%.2f samples/s, loss %s%s)", run.run_id, res["train_wall_s"],
-                     res["train_samples_per_s"] or 0.0, res["train_loss"], retried)
+            log.info("train %s: done in %.0f s (%.2f samples/s, loss %s, fast loss %s%s)", run.run_id,
+                     res["train_wall_s"], res["train_samples_per_s"] or 0.0, res["train_loss"],
+                     res.get("fast_loss") or "not used", retried)
     summary.wall_s = time.time() - t0
     return summary

@@ -5,6 +5,7 @@ harness, so none of them imports anything from lorasweep at module level
 (lorasweep is not installed in those environments), and each keeps its heavy
 imports (torch, transformers, vLLM, LLaMA-Factory) inside functions:
 
+    fast_loss.py      training env: llamafactory-cli train, logits only where the loss needs them
     cpu_lora.py       serving env: vLLM's OpenAI server with copy-free CPU LoRA kernels
     parity_encode.py  training env: LLaMA-Factory's token ids for a prompt and its answer
     build_model.py    training + serving envs: the embedded models' checkpoint stages
