@@ -113,7 +113,8 @@ def test_protocol_names_are_written_once():
 
 
 def test_tool_rules_live_in_one_module():
-    strings = _code_strings()
+    """(The scripts in envscripts/ run elsewhere and cannot import tools.py; they are left out.)"""
+    strings = {p: ss for p, ss in _code_strings().items() if p.parent.name != "envscripts"}
     for rule in RULES:
         files = sorted({str(p.relative_to(SRC)) for p, ss in strings.items() for s in ss if s == rule})
         assert len(files) == 1, f"{rule!r} appears in {files}"
