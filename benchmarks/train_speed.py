@@ -83,8 +83,9 @@ def train(argv_head: list[str], train_yaml: Path, out: Path, extra: dict | None 
         raise RuntimeError(f"training failed ({rc}); see {out / 'train.log'}")
     res = json.loads((out / "adapter" / "train_results.json").read_text())
     steps = [json.loads(line) for line in (out / "adapter" / "trainer_log.jsonl").read_text().splitlines()]
-    fast = [line for line in (out / "train.log").read_text(errors="replace").splitlines()
-            if "lorasweep: fast loss" in line]
+    marker = "lorasweep: fast loss"   # (after tqdm's carriage returns on the same line)
+    fast = [marker + line.split(marker, 1)[1] for line in (out / "train.log").read_text(errors="replace").splitlines()
+            if marker in line]
     return {"wall_s": round(wall, 2), "train_runtime_s": res.get("train_runtime"),
             "samples_per_s": res.get("train_samples_per_second"), "final_loss": res.get("train_loss"),
             "step_losses": [s["loss"] for s in steps if "loss" in s], "fast_loss_line": fast[0] if fast else None}

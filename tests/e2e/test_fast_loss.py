@@ -49,10 +49,11 @@ def _losses(run) -> list[float]:
     return [r["loss"] for r in rows if "loss" in r]
 
 
-def test_fast_loss_gives_the_same_losses_and_answers(tmp_path):
+def test_fast_loss_gives_the_same_losses_and_answers(tmp_path, monkeypatch):
     root = tmp_path / "repo"
     (root / "experiments").mkdir(parents=True)
-    env = {**os.environ, "LORASWEEP_ROOT": str(root)}
+    monkeypatch.setenv("LORASWEEP_ROOT", str(root))   # the run folders' paths are read from it
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     runs = {}
     for way, fast in (("bare", False), ("fast", True)):
         exp = write_experiment(
@@ -68,13 +69,9 @@ def test_fast_loss_gives_the_same_losses_and_answers(tmp_path):
         p = subprocess.run([sys.executable, "-m", "lorasweep", "train", str(exp)], env=env, cwd=ROOT,
                            capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, p.stderr[-3000:]
-        os.environ["LORASWEEP_ROOT"] = str(root)
-        try:
-            cfg = load_config(exp)
-            run = train_runs(cfg)[0]
-            test = load_test(cfg)
-        finally:
-            del os.environ["LORASWEEP_ROOT"]
+        cfg = load_config(exp)
+        run = train_runs(cfg)[0]
+        test = load_test(cfg)
         runs[way] = run
         log = run.train_log.read_text(errors="replace")
         result = json.loads(run.trained_marker.read_text())
