@@ -134,6 +134,7 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
     from langchain_core.messages import HumanMessage
     from tqdm import tqdm
 
+    from lorasweep.parity import served_stop_ids
     from lorasweep.prompts import render_prompt
     from lorasweep.score import build_result, make_client
     from lorasweep.serve import VLLMServer
@@ -148,7 +149,7 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
     for r in runs:
         with VLLMServer(plain, model, {r.run_id: r.adapter_dir}, chat_template, work / f"a_{r.run_id}.log") as srv:
             starts.append(srv.started_s)
-            client = make_client(cfg, srv.base_url, srv.api_key, r.run_id, model.resolved_stop_token_ids(), "free")
+            client = make_client(cfg, srv.base_url, srv.api_key, r.run_id, served_stop_ids(cfg, model), "free")
             answers = []
             for ex in tqdm(test, desc=f"(a) {r.run_id}", unit="req", leave=False):
                 msg = client.invoke([HumanMessage(content=render_prompt(cfg.task, ex, r.prompt))])
@@ -193,6 +194,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     from lorasweep import tools
     from lorasweep.envscripts.cpu_lora import INSTALLED as CPU_LORA_INSTALLED
     from lorasweep.models import resolve_model_path
+    from lorasweep.parity import served_stop_ids
     from lorasweep.prompts import render_prompt
     from lorasweep.score import max_answer_tokens
     from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, serve_dtype, uses_cpu_lora, vllm_rank
@@ -206,7 +208,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     spec = {"engine": engine, "chat_template": str(chat_template) if chat_template else None,
             "adapters": {r.run_id: str(r.adapter_dir) for r in runs},
             "prompts": [render_prompt(cfg.task, ex, runs[0].prompt) for ex in test],
-            "max_tokens": max_answer_tokens(cfg), "stop_token_ids": model.resolved_stop_token_ids(),
+            "max_tokens": max_answer_tokens(cfg), "stop_token_ids": served_stop_ids(cfg, model),
             "out": str(work / "c_out.json")}
     (work / "c_spec.json").write_text(json.dumps(spec, ensure_ascii=False))
     env = VLLMServer(cfg, model, {}, None, work / "unused.log")._env()
@@ -250,7 +252,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     from lorasweep.config import load_config
+    from lorasweep.parity import encode_template
     from lorasweep.plan import train_runs
+    from lorasweep.prompts import render_prompt
     from lorasweep.splits import load_test
 
     set_args = args.set if args.set is not None else ["seeds=[1,2,3]"]
@@ -264,6 +268,8 @@ def main() -> int:
         return 2
     runs = sorted(trained, key=lambda r: (r.size, r.seed or 0))[:args.adapters]
     test = load_test(cfg)[:args.prompts]
+    # the answer-end token every way's requests stop at, as eval records it (runs/<model>/template.json)
+    encode_template(cfg, model, render_prompt(cfg.task, test[0], runs[0].prompt), test[0]["label"])
     chat_template = next((r.chat_template for r in runs if r.chat_template.is_file()), None)
     n_req = len(runs) * len(test)
     log.info("%d adapters x %d prompts = %d requests, %d repetition(s), ways %s", len(runs), len(test), n_req,

@@ -10,6 +10,14 @@ from lorasweep import check
 from lorasweep.config import ConfigError, load_config
 from lorasweep.train import run_training
 
+FAKE_PYTHON = """import json, os, sys
+if any(a.endswith("parity_encode.py") for a in sys.argv):
+    print(os.environ.get("FAKE_ENCODING") or json.dumps({"prompt_ids": [2, 5, 6], "answer_ids": [9, 106, 107],
+                                                          "label_ids": [9], "chat_template_prompt_ids": [2, 5, 6]}))
+else:
+    print('["gemma", "llama3", "qwen"]')
+"""
+
 
 @pytest.fixture
 def fake_tools(tmp_path):
@@ -20,7 +28,9 @@ def fake_tools(tmp_path):
                                                    "num_hidden_layers": 2}))
     env = tmp_path / "env" / "bin"
     env.mkdir(parents=True)
-    (env / "python").write_text(f"#!{sys.executable}\nprint('[\"gemma\", \"llama3\", \"qwen\"]')\n")
+    # It lists templates, or (for envscripts/parity_encode.py) prints an encoding: FAKE_ENCODING, else a
+    # Gemma-like one whose answer ends at token 106 and whose chat template renders the trained prompt.
+    (env / "python").write_text(f"#!{sys.executable}\n" + FAKE_PYTHON)
     (env / "llamafactory-cli").write_text("#!/bin/sh\nexit 0\n")
     for f in env.iterdir():
         f.chmod(f.stat().st_mode | stat.S_IEXEC)
@@ -166,3 +176,34 @@ def test_template_list_is_asked_once_per_environment(sandbox, tmp_path, monkeypa
     assert calls.read_text() == "x"                       # the second answer came from the cache
     assert check.known_templates(env / "python", refresh=True) == ["gemma", "qwen"]
     assert calls.read_text() == "xx"
+
+
+@pytest.mark.parametrize("encoding, expect", [
+    ({"prompt_ids": [2, 5, 6], "answer_ids": [9], "label_ids": [9], "chat_template_prompt_ids": [2, 5, 6]},
+     "LLaMA-Factory puts no token after an answer"),
+    ({"prompt_ids": [2, 5, 6], "answer_ids": [9, 106], "label_ids": [9], "chat_template_prompt_ids": [2, 7, 5, 6]},
+     "renders a prompt different from the trained one from token 1 on"),
+])
+def test_a_template_that_cannot_be_served_with_parity_stops_the_sweep(sandbox, fake_tools, monkeypatch,
+                                                                      encoding, expect):
+    monkeypatch.setenv("FAKE_ENCODING", json.dumps(encoding))
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
+    assert expect in _all(cfg)
+    with pytest.raises(ConfigError):
+        run_training(cfg)
+
+
+def test_the_answer_end_token_becomes_the_stop_token_unless_set(sandbox, fake_tools):
+    from lorasweep.parity import served_stop_ids
+
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
+    with pytest.raises(RuntimeError, match="no stop token known for m1"):
+        served_stop_ids(cfg, cfg.models[0])              # nothing encoded yet
+    assert check.full_check(cfg) == []                    # check encodes one example and records it
+    assert served_stop_ids(cfg, cfg.models[0]) == [106]
+    fake_tools["models"][0]["stop_token_ids"] = [106, 1]
+    own = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
+    assert served_stop_ids(own, own.models[0]) == [106, 1]
+    fake_tools["models"][0]["stop_token_ids"] = [1]
+    wrong = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
+    assert "stop_token_ids [1]: answers end at token 106 in training" in _all(wrong)

@@ -7,8 +7,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import write_experiment
+from lorasweep.atomic import atomic_write_json
 from lorasweep.config import load_config
 from lorasweep.metrics import INVALID
+from lorasweep.paths import template_file
 from lorasweep.plan import eval_runs
 from lorasweep.score import score_runs
 from lorasweep.splits import prepare_data
@@ -55,6 +57,11 @@ class FakeServer:
 def cfg(sandbox):
     c = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10]))
     prepare_data(c)
+    # What `check` / eval record from LLaMA-Factory's gemma template: answers end at <end_of_turn> (106).
+    m = c.models[0]
+    atomic_write_json(template_file(c.name, m.name), {"key": {"template": m.template, "model": m.path},
+                                                      "prompt_ids": [2, 105], "answer_ids": [9, 106, 107],
+                                                      "label_ids": [9]})
     return c
 
 

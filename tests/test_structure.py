@@ -97,7 +97,7 @@ def _code_strings() -> dict[Path, list[str]]:
 PROTOCOL = ["train.yaml", "train.log", "train_result.json", "train_failed.json", ".attempts",
             "adapter_model.safetensors", "chat_template.jinja", "train_results.json", "trainer_log.jsonl",
             "answers.", ".partial.jsonl", "predictions.", "result.", "metrics.",
-            "runs", "parity.json", "server_", "test.json", "dataset_info.json", "report.html", "figures",
+            "runs", "parity.json", "template.json", "server_", "test.json", "dataset_info.json", "report.html", "figures",
             "embeddings-minilm.npz", "lorasweep-build.json"]
 # Environment variables and tools (as the code spells them, not in messages): each in one module of src/.
 RULES = ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LORASWEEP_HOME", "LORASWEEP_ROOT", "LORASWEEP_API_KEY",

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from . import tools
 from .atomic import atomic_write_json, read_json
-from .config import ConfigError, ExperimentConfig
+from .config import ConfigError, ExperimentConfig, ModelSpec
 from .models import EMBEDDED_PREFIX, resolve_model_path
+from .parity import encode_template, parity_problems
 from .paths import experiment_dir
 from .plan import train_runs
+from .prompts import render_prompt
 from .splits import example_key, load_examples, stratified_order
 
 
@@ -150,7 +152,28 @@ def template_problems(cfg: ExperimentConfig) -> list[str]:
             close = difflib.get_close_matches(m.template, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see LLaMA-Factory's template list"
             out.append(f"models[{m.name}].template: LLaMA-Factory has no template '{m.template}'; {hint}")
+        else:
+            out += served_template_problems(cfg, m)
     return out
+
+
+def served_template_problems(cfg: ExperimentConfig, model: ModelSpec) -> list[str]:
+    """Encode one example with the model's template (training environment) and
+    say what would keep it from being served with parity: no answer-end token
+    to stop at, or a chat template that renders another prompt."""
+    try:
+        if not (resolve_model_path(model.path) / "config.json").is_file():
+            return []   # reported by problems()
+        example = load_examples(cfg, cfg.data.source)[0]
+    except (ConfigError, ValueError, IndexError):
+        return []       # reported by problems() / data_problems()
+    prompt = render_prompt(cfg.task, example, cfg.task.prompt_names()[0])
+    try:
+        encoding = encode_template(cfg, model, prompt, example["label"] or cfg.task.none_answer)
+    except RuntimeError as e:
+        return [f"models[{model.name}].template '{model.template}': LLaMA-Factory could not encode an example: "
+                f"{str(e).splitlines()[-1] if str(e).strip() else e}"]
+    return parity_problems(model, encoding)
 
 
 def full_check(cfg: ExperimentConfig) -> list[str]:

@@ -48,12 +48,6 @@ DEFAULT_TRAIN_ARGS: dict[str, Any] = {
     "include_num_input_tokens_seen": True,   # tokens seen: the cost of a point
 }
 
-# Stop tokens per LLaMA-Factory template: the token that ends an assistant turn
-# in training. vLLM stops only at the model's eos otherwise (Gemma: <eos>=1,
-# while turns end with <end_of_turn>=106).
-TEMPLATE_STOP_TOKEN_IDS: dict[str, list[int]] = {"gemma": [106], "gemma3": [106]}
-
-
 class ConfigError(ValueError):
     """A configuration problem, already phrased for the user (file, field, fix)."""
 
@@ -67,7 +61,8 @@ class ModelSpec(_Strict):
     path: str = Field(description="Hugging Face checkpoint folder; 'embedded:gemma-3-270m' for the built-in model")
     template: str = Field(description="LLaMA-Factory chat template name, e.g. gemma, qwen, llama3")
     stop_token_ids: list[int] | None = Field(
-        default=None, description="token ids that end an answer; default from the template")
+        default=None, description="token ids that end an answer; default: the token LLaMA-Factory's template "
+                                  "puts after an answer (found by encoding one example)")
 
     @field_validator("name")
     @classmethod
@@ -75,11 +70,6 @@ class ModelSpec(_Strict):
         if not _NAME_RE.match(v):
             raise ValueError(f"model name {v!r} must be letters, digits, '.', '_' or '-' (it names folders)")
         return v
-
-    def resolved_stop_token_ids(self) -> list[int]:
-        if self.stop_token_ids is not None:
-            return list(self.stop_token_ids)
-        return list(TEMPLATE_STOP_TOKEN_IDS.get(self.template, []))
 
 
 class TaskSpec(_Strict):

@@ -17,8 +17,7 @@ from .baselines import run_baselines
 from .check import preflight
 from .config import ExperimentConfig, ModelSpec
 from .executor import run_jobs, where_jobs_run
-from .models import resolve_model_path
-from .parity import compare, served_prompt_ids, training_encoding
+from .parity import compare, encode_template, served_prompt_ids, stop_token_ids
 from .paths import checkout_root, lock_file, parity_file, server_log
 from .plan import baseline_runs, eval_runs
 from .procs import ExperimentLock, install_cleanup
@@ -112,8 +111,8 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
     if not runs:
         return summary
     trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and r.is_trained()]
-    parity = _start_training_side(cfg, model, trained)
-    failure = _serve_and_score(cfg, model, runs, trained, parity, gpus, summary)
+    encoding = _start_encoding(cfg, model, runs, trained)
+    failure = _serve_and_score(cfg, model, runs, trained, encoding, gpus, summary)
     for r in runs:
         if _fully_scored(cfg, r):
             summary.scored.append(r.run_id)
@@ -123,7 +122,7 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
 
 
 def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec], trained: list[RunSpec],
-                     parity: Future | None, gpus: list[str] | None, summary: EvalSummary) -> str | None:
+                     encoding: Future | None, gpus: list[str] | None, summary: EvalSummary) -> str | None:
     """Start the server (again, up to eval.server_restarts times, when it dies
     mid-scoring) and score until every run is scored. Returns why it stopped
     short, or None."""
@@ -139,8 +138,10 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
             with VLLMServer(cfg, model, adapters, chat_template, server_log(cfg.name, model.name),
                             lora_rank=rank, gpus=gpus) as srv:
                 summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
-                if parity is not None and attempt == 1:
-                    _check_parity(cfg, srv, model, trained[0], parity.result())
+                if encoding is not None and attempt == 1:
+                    side = encoding.result()   # written to runs/<model>/template.json: the client's stop ids
+                    if cfg.eval.check_parity and trained:
+                        _check_parity(cfg, srv, model, trained[0], side)
                 rc = _score_with_client(cfg, srv, [r for r in runs if not _fully_scored(cfg, r)])
                 died = srv.child is not None and srv.child.poll() is not None
         except (ServerError, ParityError, RuntimeError) as e:   # RuntimeError: e.g. the parity encoding failed
@@ -161,21 +162,20 @@ class ParityError(RuntimeError):
     pass
 
 
-def _start_training_side(cfg: ExperimentConfig, model: ModelSpec, trained: list[RunSpec]) -> Future | None:
-    """LLaMA-Factory's encoding of the first test prompt, computed in a side
-    thread while the server starts (the training environment's imports take
-    seconds). None when parity is not checked or nothing is trained."""
-    if not (cfg.eval.check_parity and trained):
-        return None
-    py = tools.train_python(cfg)
-    if not py.is_file():
-        log.warning("parity %s: no training-environment python at %s; parity not checked", model.name, py)
+def _start_encoding(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec],
+                    trained: list[RunSpec]) -> Future | None:
+    """LLaMA-Factory's encoding of the first test prompt (parity.encode_template:
+    the answer-end token the requests stop at, and the ids parity compares),
+    computed in a side thread while the server starts (the training
+    environment's imports take seconds). None when neither is needed: the user
+    set stop_token_ids and parity is not checked."""
+    check = cfg.eval.check_parity and bool(trained)
+    if model.stop_token_ids is not None and not check:
         return None
     example = load_test(cfg)[0]
-    prompt = render_prompt(cfg.task, example, trained[0].prompt)
+    prompt = render_prompt(cfg.task, example, (trained or runs)[0].prompt)
     side = ThreadPoolExecutor(max_workers=1)
-    fut = side.submit(lambda: (prompt, training_encoding(str(py), str(resolve_model_path(model.path)),
-                                                         model.template, prompt, example["label"])))
+    fut = side.submit(lambda: (prompt, encode_template(cfg, model, prompt, example["label"])))
     side.shutdown(wait=False)   # the one job runs on; the thread ends with it
     return fut
 
@@ -191,7 +191,7 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trai
         served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
     except OSError as e:   # urllib's HTTPError / URLError
         raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
-    report = compare(trained, served, model.resolved_stop_token_ids())
+    report = compare(trained, served, stop_token_ids(model, trained))
     out = parity_file(cfg.name, model.name)
     atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
     if not report["ok"]:

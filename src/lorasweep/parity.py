@@ -1,9 +1,17 @@
-"""Train/serve parity: the token ids a served model receives for a test prompt
-must be the ids LLaMA-Factory's template encoded for training, and the token
-that ended the answers in training must be one the requests stop at.
+"""Train/serve parity, and where an answer ends.
 
-LLaMA-Factory's side runs in the training environment
-(envscripts/parity_encode.py); the served side asks the live server's /tokenize.
+The token ids a served model receives for a prompt must be the ids
+LLaMA-Factory's template encoded for training, and the request must stop at
+the token that ended every answer in training. Both facts come from
+LLaMA-Factory's own encoding of one example (envscripts/parity_encode.py, run
+in the training environment), recorded per model in runs/<model>/template.json:
+
+- its answer-end token (the first token after the answer, e.g. Gemma's
+  <end_of_turn>, Qwen's <|im_end|>) is the request's stop_token_ids unless the
+  user sets models[].stop_token_ids: any LLaMA-Factory template works, no table;
+- the prompt as the chat template saved with the adapters renders it must be
+  the trained prompt (checked before the first run by `check`), and the live
+  server's /tokenize must agree (checked before scoring by eval).
 """
 from __future__ import annotations
 
@@ -12,7 +20,11 @@ import subprocess
 import urllib.request
 
 from . import tools
+from .atomic import atomic_write_json, read_json
+from .config import ExperimentConfig, ModelSpec
 from .envscripts import script
+from .models import resolve_model_path
+from .paths import template_file
 
 
 def training_encoding(train_python: str, model_path: str, template: str, prompt: str, answer: str) -> dict:
@@ -22,7 +34,99 @@ def training_encoding(train_python: str, model_path: str, template: str, prompt:
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"LLaMA-Factory template encoding failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        record = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        record = None
+    if not isinstance(record, dict) or not {"prompt_ids", "answer_ids", "label_ids"} <= set(record):
+        raise RuntimeError(f"LLaMA-Factory template encoding printed no encoding:\n{proc.stdout[-500:]}")
+    return record
+
+
+def encode_template(cfg: ExperimentConfig, model: ModelSpec, prompt: str, answer: str) -> dict:
+    """LLaMA-Factory's encoding of one example with the model's template, recorded
+    in runs/<model>/template.json (reused while template, model and example are the same)."""
+    path = resolve_model_path(model.path)
+    key = {"template": model.template, "model": model.path, "prompt": prompt, "answer": answer,
+           "model_mtime": (path / "config.json").stat().st_mtime if (path / "config.json").is_file() else None}
+    out = template_file(cfg.name, model.name)
+    if out.is_file():
+        try:
+            old = read_json(out)
+            if old.get("key") == key:
+                return old
+        except (ValueError, OSError):
+            pass
+    python = tools.train_python(cfg)
+    if not python.is_file():
+        raise RuntimeError(f"no training-environment python at {python} to encode the template with "
+                           "(bash shell/setup.sh train, or set models[].stop_token_ids)")
+    record = {"key": key, **training_encoding(str(python), str(path), model.template, prompt, answer)}
+    atomic_write_json(out, record)
+    return record
+
+
+def recorded_encoding(cfg: ExperimentConfig, model: ModelSpec) -> dict | None:
+    """The last encoding recorded for this model with its current template, if any."""
+    out = template_file(cfg.name, model.name)
+    try:
+        rec = read_json(out)
+    except (OSError, ValueError):
+        return None
+    key = rec.get("key", {})
+    return rec if key.get("template") == model.template and key.get("model") == model.path else None
+
+
+def answer_end_token(encoding: dict) -> int | None:
+    """The first token LLaMA-Factory puts after an answer's own tokens (the turn's end)."""
+    answer, label = encoding["answer_ids"], encoding["label_ids"]
+    return answer[len(label)] if len(answer) > len(label) and answer[:len(label)] == label else None
+
+
+def stop_token_ids(model: ModelSpec, encoding: dict | None) -> list[int]:
+    """A request's stop_token_ids: models[].stop_token_ids when set, else the answer-end token."""
+    if model.stop_token_ids is not None:
+        return list(model.stop_token_ids)
+    end = answer_end_token(encoding) if encoding else None
+    return [end] if end is not None else []
+
+
+def served_stop_ids(cfg: ExperimentConfig, model: ModelSpec) -> list[int]:
+    """The stop_token_ids of the model's requests, from models[].stop_token_ids or
+    the encoding recorded by `check` / eval; an error when neither is there
+    (free decoding without its stop token answers until max_tokens)."""
+    ids = stop_token_ids(model, recorded_encoding(cfg, model))
+    if not ids:
+        raise RuntimeError(f"no stop token known for {model.name}: run `lorasweep check` (it encodes an example "
+                           f"with template '{model.template}') or set models[].stop_token_ids")
+    return ids
+
+
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    """Index of the first token where two id lists differ (the shorter length if one is a prefix), or None."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                None if len(a) == len(b) else min(len(a), len(b)))
+
+
+def parity_problems(model: ModelSpec, encoding: dict) -> list[str]:
+    """What would break train/serve parity with this template, found from one encoded example."""
+    where = f"models[{model.name}].template '{model.template}'"
+    out = []
+    end = answer_end_token(encoding)
+    if end is None and model.stop_token_ids is None:
+        out.append(f"{where}: LLaMA-Factory puts no token after an answer, so nothing tells the server where "
+                   "an answer ends; set models[].stop_token_ids")
+    elif end is not None and model.stop_token_ids is not None and end not in model.stop_token_ids:
+        out.append(f"models[{model.name}].stop_token_ids {model.stop_token_ids}: answers end at token {end} in "
+                   "training; add it (or leave stop_token_ids unset)")
+    rendered = encoding.get("chat_template_prompt_ids")
+    if rendered is not None and rendered != encoding["prompt_ids"]:
+        i = first_difference(encoding["prompt_ids"], rendered)
+        out.append(f"{where}: the chat template saved with the adapters (the one the server gets) renders a "
+                   f"prompt different from the trained one from token {i} on (trained "
+                   f"{encoding['prompt_ids'][i:i + 5]}, served {rendered[i:i + 5]}); choose the template that "
+                   "matches the model's own chat format")
+    return out
 
 
 def served_prompt_ids(base_url: str, api_key: str, model_name: str, prompt: str) -> list[int]:
@@ -40,10 +144,8 @@ def served_prompt_ids(base_url: str, api_key: str, model_name: str, prompt: str)
 def compare(trained: dict, served: list[int], stop_ids: list[int]) -> dict:
     """A parity report; `ok` is False when prompts differ or the answer end is not a stop token."""
     prompt = trained["prompt_ids"]
-    first_diff = next((i for i, (a, b) in enumerate(zip(prompt, served, strict=False)) if a != b),
-                      None if len(prompt) == len(served) else min(len(prompt), len(served)))
-    answer, label = trained["answer_ids"], trained["label_ids"]
-    end_token = answer[len(label)] if len(answer) > len(label) and answer[:len(label)] == label else None
+    first_diff = first_difference(prompt, served)
+    end_token = answer_end_token(trained)
     return {
         "prompt_tokens": len(prompt), "served_tokens": len(served), "prompt_identical": first_diff is None,
         "first_difference_at": first_diff, "answer_end_token": end_token, "stop_token_ids": stop_ids,

@@ -48,6 +48,11 @@ def parity_file(name: str, model: str) -> Path:
     return runs_dir(name) / model / "parity.json"
 
 
+def template_file(name: str, model: str) -> Path:
+    """LLaMA-Factory's encoding of one example with the model's template (parity.py)."""
+    return runs_dir(name) / model / "template.json"
+
+
 def lock_file(name: str, stage: str) -> Path:
     """One train.sh and one eval.sh at a time per experiment."""
     return experiment_dir(name) / f".{stage}.lock"

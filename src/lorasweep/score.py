@@ -19,6 +19,7 @@ from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text
 from .config import ExperimentConfig, ModelSpec
 from .metrics import INVALID, classification_metrics, ner_metrics, to_label
 from .ner import parse_answer
+from .parity import served_stop_ids
 from .prompts import render_prompt
 from .runspec import RunSpec
 
@@ -183,7 +184,7 @@ def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: 
     """Send every missing request, `choose_concurrency` at a time, recording answers as they come."""
     from langchain_core.messages import HumanMessage
 
-    stop_ids = model.resolved_stop_token_ids()
+    stop_ids = served_stop_ids(cfg, model)
     clients = {(r, d): make_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
     todo = sum(len(book.missing(k)) for k in keys)
     longest = max(len(p) for texts in prompts.values() for p in texts)

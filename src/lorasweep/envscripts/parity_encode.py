@@ -4,7 +4,9 @@ environment: the token ids its template builds for a prompt and its answer.
     <training-env python> parity_encode.py <model dir> <template>   < {"prompt": ..., "answer": ...}
 
 Prints one JSON line: prompt_ids, answer_ids (the answer as trained, with the
-turn's end) and label_ids (the answer's own tokens).
+turn's end), label_ids (the answer's own tokens), and chat_template_prompt_ids:
+the prompt as the chat template LLaMA-Factory leaves on the tokenizer (the one
+it saves with the adapters, which the server is given) renders it.
 """
 from __future__ import annotations
 
@@ -22,7 +24,13 @@ def encode(model_path: str, template: str, prompt: str, answer: str) -> dict:
     prompt_ids, answer_ids = tpl.encode_oneturn(
         tok, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
     label_ids = tok.encode(answer, add_special_tokens=False)
-    return {"prompt_ids": prompt_ids, "answer_ids": answer_ids, "label_ids": label_ids}
+    rendered = None
+    if tok.chat_template:
+        out = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                      tokenize=True)
+        rendered = list(out["input_ids"] if hasattr(out, "keys") else out)
+    return {"prompt_ids": prompt_ids, "answer_ids": answer_ids, "label_ids": label_ids,
+            "chat_template_prompt_ids": rendered}
 
 
 if __name__ == "__main__":
