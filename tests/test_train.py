@@ -261,3 +261,17 @@ def test_a_run_past_its_timeout_is_killed_and_recorded(sandbox, tmp_path):
     cfg = load_config(cfg.path, set_args=[f"train.llamafactory_cli={cli}", "train.timeout_s=1", "train_sizes=[10]"])
     s = run_training(cfg)
     assert list(s.failed) == ["m1__n10__seed1"] and "timed out" in s.failed["m1__n10__seed1"]
+
+
+def test_progress_keeps_the_last_loss_when_the_final_record_has_none(sandbox, tmp_path):
+    from lorasweep.train import TrainProgress
+
+    run = train_runs(_cfg(sandbox, tmp_path))[0]
+    run.adapter_dir.mkdir(parents=True)
+    run.trainer_log.write_text(json.dumps({"current_steps": 8, "total_steps": 8, "loss": 3.3243}) + "\n"
+                               + json.dumps({"current_steps": 8, "total_steps": 8, "remaining_time": "0:00:00"})
+                               + "\n")
+    progress = TrainProgress(run)
+    progress.update()
+    assert progress.bar.n == 8 and "loss 3.3243" in progress.bar.postfix and "nan" not in progress.bar.postfix
+    progress.close()

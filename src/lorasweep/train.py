@@ -97,7 +97,7 @@ class TrainProgress:
     appends at every logging step: steps done / total, loss, time left."""
 
     def __init__(self, run: RunSpec):
-        self.run, self.offset, self.bar = run, 0, None
+        self.run, self.offset, self.bar, self.loss = run, 0, None, None
 
     def update(self) -> None:
         try:
@@ -117,12 +117,13 @@ class TrainProgress:
         last = next((r for r in reversed(records) if "current_steps" in r and "total_steps" in r), None)
         if last is None:
             return
+        self.loss = next((r["loss"] for r in reversed(records) if "loss" in r), self.loss)
         if self.bar is None:
             self.bar = tqdm(total=last["total_steps"], desc=f"  {self.run.run_id}", unit="step", leave=False,
                             dynamic_ncols=True)
         self.bar.n = last["current_steps"]
-        self.bar.set_postfix_str(f"loss {last.get('loss', float('nan')):.4f}, "
-                                 f"left {last.get('remaining_time') or '?'}", refresh=False)
+        loss = f"loss {self.loss:.4f}, " if self.loss is not None else ""   # (the last record has none)
+        self.bar.set_postfix_str(f"{loss}left {last.get('remaining_time') or '?'}", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

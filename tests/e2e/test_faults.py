@@ -79,14 +79,14 @@ def test_trainer_killed_mid_training_then_resumed_gives_the_same_adapter(tmp_pat
     # Wait for the first optimisation steps to be logged, then SIGKILL the trainer.
     _wait_for(lambda: (run / "train.log").is_file() and "'loss'" in (run / "train.log").read_text(errors="ignore"),
               600, "training to start")
-    trainers = _pids(f"llamafactory-cli train {run}")
+    trainers = _pids(f"train {run}/train.yaml")
     assert trainers
     for pid in trainers:
         os.kill(pid, signal.SIGKILL)
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 1 and "1 failed" in out          # recorded, the sweep ended cleanly
     assert (run / "train_failed.json").is_file() and not (run / "train_result.json").exists()
-    assert not _pids(f"llamafactory-cli train {run}")
+    assert not _pids(f"train {run}/train.yaml")
     rc, out = _run("train.sh", exp, kill_root)                # run again: it is retrained
     assert rc == 0 and "1 trained" in out
     a = json.loads((run / "train_result.json").read_text())

@@ -32,7 +32,7 @@ def test_ray_executor_trains_and_scores_and_survives_a_dead_worker(tmp_path):
     p = _start("train.sh", exp, tmp_path)
     _wait_for(lambda: (victim / "train.log").is_file() and "'loss'" in (victim / "train.log").read_text(errors="ignore"),
               900, "the n32 run to train inside a Ray worker")
-    trainers = _pids(f"llamafactory-cli train {victim}")
+    trainers = _pids(f"train {victim}/train.yaml")
     assert trainers
     trainer = min(trainers)
     worker = _parent(trainer)
