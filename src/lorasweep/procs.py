@@ -134,6 +134,14 @@ class Child:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def exited_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the process to end (returning as soon as it does); True if it has."""
+        try:
+            self.proc.wait(timeout=seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
     def wait(self, timeout: float | None = None) -> int:
         """Exit code; on timeout the group is killed and -9 returned."""
         try:

@@ -139,12 +139,11 @@ def _wait_showing_progress(child: Child, run: RunSpec, timeout_s: float | None) 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     progress = TrainProgress(run)
     try:
-        while child.poll() is None:
+        while not child.exited_within(POLL_S):   # returns as soon as the trainer ends
             if deadline is not None and time.monotonic() > deadline:
                 child.stop()
                 return -9
             progress.update()
-            time.sleep(POLL_S)
         progress.update()
         return child.wait()
     finally:
