@@ -83,3 +83,11 @@ def test_demo_config_is_valid():
     from conftest import ROOT
     cfg = load_config(ROOT / "experiments" / "demo.yaml")
     assert len(cfg.train_sizes) >= 3 and cfg.data.test_size >= 150
+
+
+def test_a_models_train_args_may_not_set_what_lorasweep_sets_per_run(sandbox):
+    p = write_experiment(sandbox / "experiments" / "x.yaml",
+                         models=[{"name": "m", "path": "embedded:gemma-3-270m", "template": "gemma",
+                                  "train_args": {"seed": 3}}])
+    with pytest.raises(ConfigError, match=r"remove them from models\[\].train_args"):
+        load_config(p)

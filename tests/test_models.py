@@ -55,3 +55,59 @@ def test_embedded_paths_resolve_into_the_cache(monkeypatch, tmp_path):
     assert models.embedded_name("some/folder") is None
     with pytest.raises(ValueError, match="available: gemma-3-270m, qwen2.5-coder-0.5b-instruct"):
         models.resolve_model_path("embedded:qwen-7b")
+
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_cache(root, repo_id="acme/tiny"):
+    """A Hugging Face Hub cache holding one model: models--org--name/{refs/main, snapshots/<commit>/}."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(SNAPSHOT)
+    snap = repo / "snapshots" / SNAPSHOT
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text('{"model_type": "gemma3_text"}')
+    return snap
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    models.hub_snapshot.cache_clear()
+    yield tmp_path / "hub"
+    models.hub_snapshot.cache_clear()
+
+
+@pytest.mark.parametrize("offline", ["1", ""])
+def test_a_hub_id_resolves_to_its_cached_snapshot(hub, monkeypatch, offline):
+    # offline "": the Hub is tried first; this machine cannot reach it, so the cache answers
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    snap = hub_cache(hub)
+    assert models.resolve_model_path("acme/tiny") == snap
+    assert models.availability("acme/tiny") == f"available (Hub cache): {snap}"
+
+
+def test_a_hub_id_not_cached_offline_says_why(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable, match="HF_HUB_OFFLINE is set"):
+        models.resolve_model_path("acme/absent")
+    assert models.availability("acme/absent").startswith("not available: 'acme/absent' is not a folder here")
+
+
+def test_a_local_folder_wins_over_a_hub_id_and_other_paths_stay_paths(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASWEEP_ROOT", str(tmp_path))
+    hub_cache(hub)
+    (tmp_path / "acme" / "tiny").mkdir(parents=True)
+    assert models.resolve_model_path("acme/tiny") == tmp_path / "acme" / "tiny"
+    assert models.resolve_model_path("ckpt/a/b") == tmp_path / "ckpt" / "a" / "b"    # not an org/name id
+    assert models.availability("ckpt/a/b").startswith("not available: no config.json")
+
+
+def test_lorasweep_leaves_the_hub_switch_to_the_user(monkeypatch):
+    from lorasweep import tools
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert "HF_HUB_OFFLINE" not in tools.child_env() and not tools.hub_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert tools.child_env()["HF_HUB_OFFLINE"] == "1" and tools.hub_offline()

@@ -100,7 +100,7 @@ PROTOCOL = ["train.yaml", "train.log", "train_result.json", "train_failed.json",
             "runs", "parity.json", "template.json", "server_", "test.json", "dataset_info.json", "report.html", "figures",
             "embeddings-minilm.npz", "lorasweep-build.json"]
 # Environment variables and tools (as the code spells them, not in messages): each in one module of src/.
-RULES = ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LORASWEEP_HOME", "LORASWEEP_ROOT", "LORASWEEP_API_KEY",
+RULES = ["HF_HUB_OFFLINE", "LORASWEEP_HOME", "LORASWEEP_ROOT", "LORASWEEP_API_KEY",
          "LORASWEEP_EXPERIMENT", "nvidia-smi", "llamafactory-cli", "CUDA_VISIBLE_DEVICES", "model_name_or_path"]
 
 

@@ -275,3 +275,22 @@ def test_progress_keeps_the_last_loss_when_the_final_record_has_none(sandbox, tm
     progress.update()
     assert progress.bar.n == 8 and "loss 3.3243" in progress.bar.postfix and "nan" not in progress.bar.postfix
     progress.close()
+
+
+def test_a_models_own_train_args_override_the_experiments_for_its_runs_only(sandbox):
+    from lorasweep.train import fingerprint
+
+    two = [{"name": "small", "path": "embedded:gemma-3-270m", "template": "gemma"},
+           {"name": "big", "path": "embedded:gemma-3-270m", "template": "gemma",
+            "train_args": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4}}]
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", models=two,
+                                       train={"args": {"per_device_train_batch_size": 8}}))
+    runs = {r.model: r for r in train_runs(cfg) if r.size == cfg.train_sizes[0]}
+    small, big = resolved_train_yaml(cfg, runs["small"]), resolved_train_yaml(cfg, runs["big"])
+    assert small["per_device_train_batch_size"] == 8 and "gradient_accumulation_steps" not in cfg.train.args
+    assert big["per_device_train_batch_size"] == 2 and big["gradient_accumulation_steps"] == 4
+    # the run's identity includes them: the same model without its own args is another run
+    plain = load_config(write_experiment(sandbox / "experiments" / "x.yaml", models=[two[0], {**two[1], "train_args": {}}],
+                                         train={"args": {"per_device_train_batch_size": 8}}))
+    assert fingerprint(plain, runs["big"]) != fingerprint(cfg, runs["big"])
+    assert fingerprint(plain, runs["small"]) == fingerprint(cfg, runs["small"])

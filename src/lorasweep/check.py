@@ -84,8 +84,8 @@ def data_problems(cfg: ExperimentConfig) -> list[str]:
 def disk_problems(cfg: ExperimentConfig) -> list[str]:
     """Enough free disk for the planned adapters (rough: LoRA matrices of every linear layer, fp32)."""
     need = 0
-    rank = int(cfg.train.resolved_args().get("lora_rank", 8))
     for m in cfg.models:
+        rank = int(cfg.train_args(m.name).get("lora_rank", 8))
         try:
             mc = json.loads((resolve_model_path(m.path) / "config.json").read_text())
         except (OSError, ValueError):

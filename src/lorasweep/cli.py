@@ -22,6 +22,7 @@ from . import tools
 from .check import full_check
 from .config import ConfigError, ExperimentConfig, load_experiment
 from .evaluation import run_eval
+from .models import availability
 from .notebook import run_notebook
 from .plan import eval_runs, plan_text, train_runs
 from .procs import LockError
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _load(args)
         if args.cmd == "check":
+            for m in cfg.models:
+                print(f"model {m.name} ({m.path}): {availability(m.path)}")
             found = full_check(cfg)
             for p in found:
                 print(f"  - {p}")

@@ -56,6 +56,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _no_managed_keys(v: dict[str, Any], where: str) -> dict[str, Any]:
+    bad = sorted(set(MANAGED_TRAIN_KEYS) & set(v))
+    if bad:
+        raise ValueError(f"{bad} are set by lorasweep per run (models, train_sizes, seeds); remove them from {where}")
+    return v
+
+
 class ModelSpec(_Strict):
     name: str = Field(description="short name used in run folders and tables")
     path: str = Field(description="Hugging Face checkpoint folder; 'embedded:gemma-3-270m' for the built-in model")
@@ -63,6 +70,14 @@ class ModelSpec(_Strict):
     stop_token_ids: list[int] | None = Field(
         default=None, description="token ids that end an answer; default: the token LLaMA-Factory's template "
                                   "puts after an answer (found by encoding one example)")
+    train_args: dict[str, Any] = Field(
+        default_factory=dict, description="LLaMA-Factory training keys for this model's runs only; they override "
+                                          "train.args (e.g. a 7B model's batch size)")
+
+    @field_validator("train_args")
+    @classmethod
+    def _no_managed_model_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _no_managed_keys(v, "models[].train_args")
 
     @field_validator("name")
     @classmethod
@@ -155,12 +170,8 @@ class TrainSpec(_Strict):
 
     @field_validator("args")
     @classmethod
-    def _no_managed_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(set(MANAGED_TRAIN_KEYS) & set(v))
-        if bad:
-            raise ValueError(f"{bad} are set by lorasweep per run (models, train_sizes, seeds); "
-                             "remove them from train.args")
-        return v
+    def _no_managed_train_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _no_managed_keys(v, "train.args")
 
     def resolved_args(self) -> dict[str, Any]:
         return {**DEFAULT_TRAIN_ARGS, **self.args}
@@ -308,6 +319,10 @@ class ExperimentConfig(_Strict):
             if m.name == name:
                 return m
         raise KeyError(name)
+
+    def train_args(self, model: str) -> dict[str, Any]:
+        """LLaMA-Factory keys for a model's runs: defaults < train.args < models[].train_args."""
+        return {**self.train.resolved_args(), **self.model(model).train_args}
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:

@@ -130,7 +130,7 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
     # Every adapter of a model was trained with the same template; its
     # chat_template.jinja is what LLaMA-Factory trained on (train/serve parity).
     chat_template = next((r.chat_template for r in trained if r.chat_template.is_file()), None)
-    rank = int(cfg.train.resolved_args().get("lora_rank", 8))
+    rank = int(cfg.train_args(model.name).get("lora_rank", 8))
     attempts = 1 + cfg.eval.server_restarts
     failure = None
     for attempt in range(1, attempts + 1):

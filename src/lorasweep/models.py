@@ -13,10 +13,12 @@ perplexity, for a chat model a greedy answer ending at the turn end).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,13 +140,62 @@ def embedded_name(path: str) -> str | None:
     return name
 
 
+# "org/name": a Hugging Face Hub id (when no local folder of that name exists).
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Files of a Hub repository that neither LLaMA-Factory nor vLLM read from a
+# transformers checkpoint: left out of the download.
+HUB_IGNORE = ["*.gguf", "*.pth", "original/*", "*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.ot", "openvino/*"]
+
+
+class ModelUnavailable(ValueError):
+    """A model path that is neither a folder here nor a Hub id we can get."""
+
+
 def resolve_model_path(path: str) -> Path:
-    """A model's checkpoint folder; `embedded:<name>` means a built-in model."""
+    """A model's checkpoint folder: `embedded:<name>` is a built-in model, an
+    existing folder is itself, `org/name` with no such folder is a Hub id
+    resolved to its snapshot in the Hub cache (downloaded once when the Hub
+    can be reached and HF_HUB_OFFLINE is not set)."""
     name = embedded_name(path)
     if name is not None:
         return embedded_model_dir(name)
     p = Path(path).expanduser()
-    return p if p.is_absolute() else (repo_root() / p)
+    local = p if p.is_absolute() else (repo_root() / p)
+    if local.exists() or not HUB_ID.match(path):
+        return local
+    return hub_snapshot(path)
+
+
+@functools.lru_cache(maxsize=None)
+def hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot folder of a Hub model (once per process)."""
+    from huggingface_hub import constants, snapshot_download
+
+    offline = tools.hub_offline()
+    if not offline:
+        log.info("model %s: resolving on the Hugging Face Hub (downloads what the cache lacks)", repo_id)
+    try:
+        folder = snapshot_download(repo_id, local_files_only=offline, ignore_patterns=HUB_IGNORE)
+    except Exception as e:   # noqa: BLE001 - the library raises many kinds; all mean "not available"
+        how = ("HF_HUB_OFFLINE is set, so only the Hub cache is looked in" if offline
+               else "the Hub could not be reached or has no such model, and the Hub cache has no copy")
+        raise ModelUnavailable(f"{repo_id!r} is not a folder here and not available as a Hub model: {how} "
+                               f"(cache {constants.HF_HUB_CACHE}; {type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    return Path(folder)
+
+
+def availability(path: str) -> str:
+    """One line for `check`: where a model's checkpoint is, or why it is not there."""
+    try:
+        folder = resolve_model_path(path)
+    except ValueError as e:
+        return f"not available: {e}"
+    kind = ("embedded" if path.startswith(EMBEDDED_PREFIX) else
+            "Hub cache" if folder.parent.name == "snapshots" and not (repo_root() / path).exists() else "folder")
+    if not (folder / "config.json").is_file():
+        return f"not available: no config.json in {folder} ({kind})"
+    return f"available ({kind}): {folder}"
 
 
 def _run_stage(python: str, stage: str, *args: str) -> str:

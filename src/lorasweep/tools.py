@@ -40,10 +40,13 @@ MANAGED_TRAIN_KEYS = tuple(k for k in run_train_args("", "", "", 0, "", "") if k
 # these: no hub downloads at run time, no telemetry, no version nags, output
 # unbuffered so logs show progress as it happens.
 CHILD_ENV = {
-    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "DISABLE_VERSION_CHECK": "1",
-    "PYTHONUNBUFFERED": "1",
+    "VLLM_NO_USAGE_STATS": "1", "PYTHONUNBUFFERED": "1",
 }
+# lorasweep never sets the Hub offline: models are resolved to local folders
+# before any child starts, and the user's HF_HUB_OFFLINE is what decides
+# whether a Hub id may be downloaded (models.hub_snapshot).
+HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 # Servers listen on 127.0.0.1: never route a request to them through a proxy.
 LOCAL_NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
@@ -84,10 +87,14 @@ def child_env(gpus: list[str] | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def hub_offline() -> bool:
+    """Whether the user set HF_HUB_OFFLINE (the Hub's own spelling of true)."""
+    return os.environ.get(HUB_OFFLINE_ENV, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def offline_in_this_process() -> None:
-    """The harness's own hub clients (evaluate loads the shipped metric modules) stay offline too."""
-    for key in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"):
-        os.environ.setdefault(key, "1")
+    """evaluate loads the shipped metric modules from their folders: no Hub lookups for them."""
+    os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 
 
 def has_nvidia_gpu() -> bool:

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
     model = cfg.model(run.model)
-    return {**cfg.train.resolved_args(),
+    return {**cfg.train_args(run.model),
             **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
                                    dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
 
@@ -45,7 +45,7 @@ def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
     or cache keeps its finished runs."""
     model = cfg.model(run.model)
     # the model as declared (e.g. embedded:gemma-3-270m), no dataset_dir or output_dir
-    args = {**cfg.train.resolved_args(), **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
+    args = {**cfg.train_args(run.model), **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     if run.train_file.is_file():
         h.update(run.train_file.read_bytes())
