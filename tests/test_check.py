@@ -55,25 +55,45 @@ def _cfg(sandbox, fake_tools, **over):
 
 
 def _all(cfg):
-    return "\n".join(check.full_check(cfg))
+    r = check.full_check(cfg)
+    return "\n".join(r.errors + r.warnings)
+
+
+def _warnings(cfg):
+    return "\n".join(check.full_check(cfg).warnings)
+
+
+def _errors(cfg):
+    return "\n".join(check.full_check(cfg).errors)
 
 
 def test_clean_experiment_has_no_problem(sandbox, fake_tools):
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
-    assert check.full_check(cfg) == []
+    assert check.full_check(cfg) == check.CheckReport([], [])
 
 
 @pytest.mark.parametrize("rows,over,expect", [
     (_rows(60) + [{"text": "", "label": "a"}], {}, "1 example(s) with an empty text"),
-    (_rows(60) + [{"text": "句子3", "label": "b"}], {}, "1 duplicate example(s) (1 with conflicting labels)"),
     (_rows(30), {"train_sizes": [10, 50]}, "train_sizes: [50] larger than the 10 examples left"),
     (_rows(60, lambda i: "a"), {}, "no test example for label(s) ['b']"),
     (_rows(10), {"data_test_size": 10}, "data.test_size=10 leaves nothing to train on"),
 ])
-def test_data_problems(sandbox, fake_tools, rows, over, expect):
+def test_data_errors(sandbox, fake_tools, rows, over, expect):
     data = {"source": _data(sandbox, rows), "test_size": over.pop("data_test_size", 20)}
     cfg = _cfg(sandbox, fake_tools, data=data, **over)
-    assert expect in _all(cfg)
+    assert expect in _errors(cfg)
+
+
+def test_duplicates_are_a_warning_and_kept_once(sandbox, fake_tools):
+    rows = _rows(60) + [{"text": "句子3", "label": "b"}, {"text": "句子4", "label": "b"}]   # 句子3 is "a"
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, rows), "test_size": 20})
+    report = check.full_check(cfg)
+    assert report.errors == []
+    assert "2 duplicate example(s) (1 with another label than the first), e.g. '句子3'; each is kept once" \
+        in "\n".join(report.warnings)
+    from lorasweep.splits import make_splits
+    s = make_splits(cfg)
+    assert len(s.pool) + len(s.test) == 60      # 62 rows, 60 distinct
 
 
 def test_entity_not_in_text(sandbox, fake_tools):
@@ -82,14 +102,17 @@ def test_entity_not_in_text(sandbox, fake_tools):
     cfg = _cfg(sandbox, fake_tools, task={"type": "relation_classification", "labels": ["a", "b"],
                                           "prompt": "{text}{entity1}{entity2}"},
                data={"source": _data(sandbox, rows), "test_size": 10})
-    assert "1 example(s) name an entity that does not occur in the text" in _all(cfg)
+    assert "1 of 40 example(s) name an entity that does not occur in the text (masked entities?), " \
+           "e.g. '张三和李四0' (张三, 王五)" in _warnings(cfg)
 
 
 def test_test_examples_in_training_data(sandbox, fake_tools):
     src = _data(sandbox, _rows(60))
     test = _data(sandbox, _rows(5), "test.jsonl")
     cfg = _cfg(sandbox, fake_tools, data={"source": src, "test_file": test})
-    assert "5 test example(s) also appear in data/d.jsonl" in _all(cfg)
+    assert "5 test example(s) also appear in data/d.jsonl, e.g. '句子0'; they are left out of training" \
+        in _warnings(cfg)
+    assert _errors(cfg) == ""
 
 
 def test_unknown_template_did_you_mean(sandbox, fake_tools):
@@ -146,9 +169,10 @@ def test_train_stops_before_any_run_and_lists_every_problem(sandbox, fake_tools)
     with pytest.raises(ConfigError) as e:
         run_training(cfg)
     msg = str(e.value)
-    assert "4 problem(s) found before train" in msg
-    for part in ("empty text", "duplicate example", "train_sizes: [40]", "no template 'qwen3x'"):
+    assert "3 problem(s) found before train" in msg
+    for part in ("empty text", "train_sizes: [40]", "no template 'qwen3x'"):
         assert part in msg
+    assert "duplicate" not in msg      # a warning: it does not stop training
     assert not (sandbox / "experiments" / "x" / "runs").exists()
 
 
@@ -160,7 +184,46 @@ def test_check_command_exit_codes(sandbox, fake_tools, capsys):
     assert capsys.readouterr().out.strip().endswith(": ok")
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20}, train_sizes=[100])
     assert main(["check", str(cfg.path)]) == 1
-    assert "1 problem(s)" in capsys.readouterr().out
+    assert "1 error(s), 0 warning(s)" in capsys.readouterr().out
+
+
+def _masked_relation_data(sandbox):
+    """The seeds' format as public sets come: entity names masked with ### in the
+    sentence, some sentences repeated, some test sentences in the train file."""
+    train = [{"text": f"###和###是第{i}对搭档。", "entity1": f"甲{i}", "entity2": f"乙{i}", "label": "ab"[i % 2]}
+             for i in range(60)]
+    train += train[:5]                                   # 5 repeated
+    test = train[10:13] + [{"text": f"###与###第{i}次见面。", "entity1": f"丙{i}", "entity2": f"丁{i}",
+                            "label": "ab"[i % 2]} for i in range(12)]
+    return {"source": _data(sandbox, train), "test_file": _data(sandbox, test, "test.jsonl")}
+
+
+def test_real_world_data_warns_trains_and_strict_refuses(sandbox, fake_tools, capsys):
+    from lorasweep.cli import main
+
+    cfg = _cfg(sandbox, fake_tools, task={"type": "relation_classification", "labels": ["a", "b"],
+                                          "prompt": "{text}|{entity1}|{entity2}"},
+               data=_masked_relation_data(sandbox), train_sizes=[20, 50])
+    assert main(["check", str(cfg.path)]) == 0
+    out = capsys.readouterr().out
+    for part in ("warning: data/d.jsonl: 65 of 65 example(s) name an entity that does not occur in the text",
+                 "warning: data/d.jsonl: 5 duplicate example(s) (0 with another label than the first)",
+                 "warning: data/test.jsonl: 3 test example(s) also appear in data/d.jsonl",
+                 "0 error(s), 3 warning(s) (warnings only: the sweep can run"):
+        assert part in out, out
+    recorded = json.loads((sandbox / "experiments" / "x" / "check.json").read_text())
+    assert recorded["errors"] == [] and len(recorded["warnings"]) == 3
+    assert main(["check", str(cfg.path), "--strict"]) == 1
+    assert "(--strict: warnings count)" in capsys.readouterr().out
+    # The splits follow the documented rule: 60 distinct, 3 of them in the test file -> 57 to train on.
+    from lorasweep.splits import make_splits
+    s = make_splits(cfg)
+    assert len(s.pool) == 57 and len(s.test) == 15
+    with pytest.raises(ConfigError, match=r"3 problem\(s\) \(warnings count: --strict\) found before train"):
+        run_training(cfg, strict=True)
+    assert not list((sandbox / "experiments" / "x").rglob("train.yaml"))
+    run_training(cfg)                                    # without --strict the sweep goes on:
+    assert len(list((sandbox / "experiments" / "x").rglob("train.yaml"))) == 2   # both runs started
 
 
 def test_template_list_is_asked_once_per_environment(sandbox, tmp_path, monkeypatch):
@@ -199,7 +262,7 @@ def test_the_answer_end_token_becomes_the_stop_token_unless_set(sandbox, fake_to
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
     with pytest.raises(RuntimeError, match="no stop token known for m1"):
         served_stop_ids(cfg, cfg.models[0])              # nothing encoded yet
-    assert check.full_check(cfg) == []                    # check encodes one example and records it
+    assert check.full_check(cfg).errors == []                  # check encodes one example and records it
     assert served_stop_ids(cfg, cfg.models[0]) == [106]
     fake_tools["models"][0]["stop_token_ids"] = [106, 1]
     own = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import shutil
 import subprocess
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tools
@@ -15,10 +18,14 @@ from .atomic import atomic_write_json, read_json
 from .config import ConfigError, ExperimentConfig, ModelSpec
 from .models import EMBEDDED_PREFIX, resolve_model_path
 from .parity import encode_template, parity_problems
-from .paths import experiment_dir
+from .paths import check_file, experiment_dir
 from .plan import train_runs
 from .prompts import render_prompt
-from .splits import example_key, load_examples, stratified_order
+from .splits import dedupe, example_key, load_examples, stratified_order
+
+log = logging.getLogger(__name__)
+IMBALANCE = 10   # a label with under 1/10 of the largest label's examples is worth a warning
+LONG_TAIL = 4    # texts over 4x the median length are worth a warning
 
 
 def _executable(path: str) -> bool:
@@ -28,57 +35,88 @@ def _executable(path: str) -> bool:
     return shutil.which(path) is not None
 
 
-def data_problems(cfg: ExperimentConfig) -> list[str]:
-    """Everything wrong with the data, found in one pass (not only the first problem)."""
-    out: list[str] = []
+def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """Everything about the data, found in one pass: (errors, warnings).
+
+    Errors stop the sweep (nothing sensible can be trained or scored);
+    warnings are what real data sets have (repeated sentences, test
+    sentences in the training file, masked entities, skewed labels) and are
+    handled the documented way (splits.dedupe: duplicates kept once, test
+    examples removed from training) while the sweep goes on."""
+    errors: list[str] = []
+    warnings: list[str] = []
     try:
         examples = load_examples(cfg, cfg.data.source)
     except ConfigError as e:
-        return [str(e)]
+        return [str(e)], []
     test: list = []
     if cfg.data.test_file:
         try:
             test = load_examples(cfg, cfg.data.test_file)
         except ConfigError as e:
-            out.append(str(e))
+            errors.append(str(e))
     src = cfg.data.source
     empty = sum(1 for ex in examples if not ex["text"])
     if empty:
-        out.append(f"{src}: {empty} example(s) with an empty text ({cfg.data.text_column}); remove them")
+        errors.append(f"{src}: {empty} example(s) with an empty text ({cfg.data.text_column}); remove them")
     if cfg.task.type == "relation_classification":
-        missing = sum(1 for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
-                      or ex["entity2"] and ex["entity2"] not in ex["text"])
+        missing = [ex for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
+                   or ex["entity2"] and ex["entity2"] not in ex["text"]]
         if missing:
-            out.append(f"{src}: {missing} example(s) name an entity that does not occur in the text; check "
-                       f"{cfg.data.entity1_column}/{cfg.data.entity2_column}")
-    dup = Counter(example_key(ex) for ex in examples)
-    dups = {k: v for k, v in dup.items() if v > 1}
-    if dups:
-        conflicting = sum(1 for k in dups if len({ex["label"] for ex in examples if example_key(ex) == k}) > 1)
-        out.append(f"{src}: {sum(v - 1 for v in dups.values())} duplicate example(s) "
-                   f"({conflicting} with conflicting labels), e.g. {next(iter(dups))[0][:60]!r}; de-duplicate "
-                   "the data (duplicates can land on both sides of the train/test split)")
+            warnings.append(f"{src}: {len(missing)} of {len(examples)} example(s) name an entity that does not "
+                            f"occur in the text (masked entities?), e.g. {_show(missing[0])}; they are used as "
+                            "they are")
+    for name, rows in ((src, examples), (cfg.data.test_file, test)):
+        kept, dropped, conflicting = dedupe(rows)
+        if dropped:
+            warnings.append(f"{name}: {len(dropped)} duplicate example(s) ({conflicting} with another label than "
+                            f"the first), e.g. {_show(dropped[0])}; each is kept once (its first occurrence)")
+    examples = dedupe(examples)[0]
+    test = dedupe(test)[0]
     if test:
         overlap = {example_key(ex) for ex in test} & {example_key(ex) for ex in examples}
         if overlap:
-            out.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}; they are "
-                       "left out of training, but check that this is what you meant")
+            warnings.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}, e.g. "
+                            f"{_show(next(ex for ex in test if example_key(ex) in overlap))}; they are left out "
+                            "of training")
         pool = len(examples) - len(overlap)
     else:
         if cfg.data.test_size >= len(examples):
-            out.append(f"data.test_size={cfg.data.test_size} leaves nothing to train on ({len(examples)} examples)")
+            errors.append(f"data.test_size={cfg.data.test_size} leaves nothing to train on ({len(examples)} "
+                          "distinct examples)")
         pool = len(examples) - cfg.data.test_size
         if cfg.task.closed_labels:
             held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
             absent = [lab for lab in cfg.task.labels if held[lab] == 0]
             if absent and len(absent) < len(cfg.task.labels):
-                out.append(f"data: no test example for label(s) {absent}; they cannot be scored "
-                           "(bring more data or raise data.test_size)")
+                errors.append(f"data: no test example for label(s) {absent}; they cannot be scored "
+                              "(bring more data or raise data.test_size)")
+    if cfg.task.closed_labels and examples:
+        counts = Counter(ex["label"] for ex in examples)
+        rare = [(lab, counts[lab]) for lab in cfg.task.labels if counts[lab] * IMBALANCE < max(counts.values())]
+        if rare:
+            top = counts.most_common(1)[0]
+            warnings.append(f"{src}: labels are imbalanced: {', '.join(f'{lab!r} {n}' for lab, n in rare)} "
+                            f"against {top[0]!r} {top[1]} (under 1/{IMBALANCE} of the largest); macro-F1 weighs "
+                            "them equally")
+    lengths = sorted(len(ex["text"]) for ex in examples)
+    if lengths:
+        median, longest = lengths[len(lengths) // 2], lengths[-1]
+        if longest > LONG_TAIL * max(median, 1):
+            n_long = sum(1 for n in lengths if n > LONG_TAIL * max(median, 1))
+            warnings.append(f"{src}: {n_long} text(s) longer than {LONG_TAIL}x the median of {median} characters "
+                            f"(the longest {longest}); see the token lengths per model below")
     too_big = [s for s in cfg.train_sizes if s > pool]
     if too_big:
-        out.append(f"train_sizes: {too_big} larger than the {max(pool, 0)} examples left for training after "
-                   "the test set; lower them or bring more data")
-    return out
+        errors.append(f"train_sizes: {too_big} larger than the {max(pool, 0)} examples left for training after "
+                      "the test set; lower them or bring more data")
+    return errors, warnings
+
+
+def _show(ex: dict) -> str:
+    text = ex["text"] if len(ex["text"]) <= 40 else ex["text"][:40] + "..."
+    ents = f" ({ex['entity1']}, {ex['entity2']})" if ex.get("entity1") else ""
+    return f"{text!r}{ents}"
 
 
 def disk_problems(cfg: ExperimentConfig) -> list[str]:
@@ -176,11 +214,31 @@ def served_template_problems(cfg: ExperimentConfig, model: ModelSpec) -> list[st
     return parity_problems(model, encoding)
 
 
-def full_check(cfg: ExperimentConfig) -> list[str]:
-    """Everything `lorasweep check` reports: models, tools, data, templates, disk."""
-    found = problems(cfg, "train") + problems(cfg, "eval")
-    found += data_problems(cfg) + template_problems(cfg) + disk_problems(cfg)
-    return list(dict.fromkeys(found))
+@dataclass
+class CheckReport:
+    errors: list[str] = field(default_factory=list)     # the sweep cannot run
+    warnings: list[str] = field(default_factory=list)   # it runs; the user should know
+
+    def fatal(self, strict: bool) -> list[str]:
+        return self.errors + (self.warnings if strict else [])
+
+
+def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
+    """Everything `lorasweep check` reports (stage None: for training and
+    scoring; "eval": only what scoring needs). Warnings are written to
+    experiments/<name>/check.json for later commands and the report."""
+    stages = ["train", "eval"] if stage is None else [stage]
+    errors = [p for st in stages for p in problems(cfg, st)]
+    warnings: list[str] = []
+    if "train" in stages:
+        data_errors, warnings = data_findings(cfg)
+        errors += data_errors + template_problems(cfg) + disk_problems(cfg)
+    report = CheckReport(list(dict.fromkeys(errors)), warnings)
+    if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
+        experiment_dir(cfg.name).mkdir(exist_ok=True)
+        atomic_write_json(check_file(cfg.name), {"checked_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                 "errors": report.errors, "warnings": report.warnings})
+    return report
 
 
 def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
@@ -208,11 +266,15 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
     return out
 
 
-def preflight(cfg: ExperimentConfig, stage: str) -> None:
-    found = problems(cfg, stage)
-    if stage == "train":
-        found += data_problems(cfg) + template_problems(cfg) + disk_problems(cfg)
+def preflight(cfg: ExperimentConfig, stage: str, strict: bool = False) -> CheckReport:
+    """Stop before `stage` on any error (and, strict, on any warning); log the warnings."""
+    report = full_check(cfg, stage)
+    found = report.fatal(strict)
     if found:
         where = cfg.path or cfg.name
-        raise ConfigError(f"{where}: {len(found)} problem(s) found before {stage}:\n" +
+        kind = "problem(s)" if not strict else "problem(s) (warnings count: --strict)"
+        raise ConfigError(f"{where}: {len(found)} {kind} found before {stage}:\n" +
                           "\n".join(f"  - {p}" for p in found))
+    for w in report.warnings:
+        log.warning("check: %s", w)
+    return report

@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("check", "plan", "prepare", "eval", "results", "notebook"):
+    for name in ("plan", "prepare", "eval", "results", "notebook"):
         _common(sub.add_parser(name))
+    c = sub.add_parser("check")
+    _common(c)
+    c.add_argument("--strict", action="store_true", help="warnings count as errors (exit 1)")
     rp = sub.add_parser("report")
     _common(rp)
     rp.add_argument("--target", type=float, default=0.8, help="score to ask 'how many labels?' for (default 0.8)")
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     _common(t)
     t.add_argument("--dry-run", action="store_true",
                    help="print the plan and the resolved LLaMA-Factory YAML of the first run")
+    t.add_argument("--strict", action="store_true", help="stop on the check's warnings too, not only its errors")
     which = t.add_mutually_exclusive_group()
     which.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
     which.add_argument("--retry-failed", action="store_true", help="train only the runs that failed before")
@@ -79,18 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "check":
             for m in cfg.models:
                 print(f"model {m.name} ({m.path}): {availability(m.path)}")
-            found = full_check(cfg)
-            for p in found:
-                print(f"  - {p}")
-            print(f"{cfg.path}: {len(found)} problem(s)" if found else f"{cfg.path}: ok")
-            return 1 if found else 0
+            report = full_check(cfg)
+            for label, items in (("error", report.errors), ("warning", report.warnings)):
+                for p in items:
+                    print(f"  - {label}: {p}")
+            print(f"{cfg.path}: {_verdict(report, args.strict)}")
+            return 1 if report.fatal(args.strict) else 0
         if args.cmd == "plan" or (args.cmd == "train" and args.dry_run):
             return _plan(cfg, show_yaml=args.cmd == "train")
         if args.cmd == "prepare":
             prepare_data(cfg)
             return 0
         if args.cmd == "train":
-            summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed)
+            summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed,
+                                   strict=args.strict)
             print(summary.text(), flush=True)
             return 1 if summary.failed else 0
         if args.cmd == "eval":
@@ -112,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _verdict(report, strict: bool) -> str:
+    if not report.errors and not report.warnings:
+        return "ok"
+    parts = [f"{len(report.errors)} error(s)", f"{len(report.warnings)} warning(s)"]
+    if report.fatal(strict):
+        return ", ".join(parts) + (" (--strict: warnings count)" if strict and not report.errors else "")
+    return ", ".join(parts) + " (warnings only: the sweep can run; --strict makes them fatal)"
 
 
 def _plan(cfg: ExperimentConfig, show_yaml: bool) -> int:

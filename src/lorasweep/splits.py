@@ -145,9 +145,11 @@ def stratified_order(examples: list[dict[str, str]], seed: int) -> list[dict[str
 
 
 def make_splits(cfg: ExperimentConfig) -> Splits:
-    examples = load_examples(cfg, cfg.data.source)
+    """Test set and training pool. Duplicates are kept once (first occurrence);
+    with a given test file, its examples are left out of the pool."""
+    examples = dedupe(load_examples(cfg, cfg.data.source))[0]
     if cfg.data.test_file:
-        test = load_examples(cfg, cfg.data.test_file)
+        test = dedupe(load_examples(cfg, cfg.data.test_file))[0]
         test_texts = {example_key(ex) for ex in test}
         pool = [ex for ex in examples if example_key(ex) not in test_texts]
     else:
@@ -166,6 +168,22 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
 def example_key(ex: dict[str, str]) -> tuple:
     """What makes two examples the same: text and entity pair (the label is what is learnt)."""
     return (ex["text"], ex.get("entity1", ""), ex.get("entity2", ""))
+
+
+def dedupe(examples: list[dict[str, str]]) -> tuple[list[dict], list[dict], int]:
+    """Each example once, at its first occurrence: (kept, dropped, how many of
+    the dropped carry another label than the kept one). Splits and check use
+    it, so duplicates never land on both sides of the split."""
+    first: dict[tuple, dict] = {}
+    dropped = []
+    for ex in examples:
+        k = example_key(ex)
+        if k in first:
+            dropped.append(ex)
+        else:
+            first[k] = ex
+    conflicting = sum(1 for ex in dropped if ex["label"] != first[example_key(ex)]["label"])
+    return list(first.values()), dropped, conflicting
 
 
 def train_subset(splits: Splits, size: int, seed: int) -> list[dict[str, str]]:

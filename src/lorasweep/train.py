@@ -205,11 +205,13 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     return result
 
 
-def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: bool = False) -> TrainSummary:
+def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: bool = False,
+                 strict: bool = False) -> TrainSummary:
     """Train every unfinished run. retry_failed=False leaves runs that failed
-    before alone; only_failed=True trains nothing but those."""
+    before alone; only_failed=True trains nothing but those; strict=True
+    stops on the check's warnings too."""
     install_cleanup()
-    preflight(cfg, "train")
+    preflight(cfg, "train", strict=strict)
     with ExperimentLock(lock_file(cfg.name, "train"), "train.sh"):
         return _run_training(cfg, retry_failed, only_failed)
 
