@@ -11,7 +11,17 @@ from lorasweep.config import ConfigError, load_config
 from lorasweep.train import run_training
 
 FAKE_PYTHON = """import json, os, sys
-if any(a.endswith("parity_encode.py") for a in sys.argv):
+if any(a.endswith("token_lengths.py") for a in sys.argv):
+    # one token per character; LLaMA-Factory's rule when the pair is too long: the answer keeps
+    # what it can when it is short, else both shrink in proportion
+    data, cutoff = json.loads(sys.stdin.read()), int(sys.argv[-1])
+    def kept(p, a):
+        t = cutoff if a * 2 < cutoff else cutoff - p if p * 2 < cutoff else int(cutoff * a / (p + a))
+        t = min(t, a)
+        return [p, a, min(p, max(cutoff - t, 0)), t]
+    print(json.dumps({"train": [kept(len(p) + 4, len(a) + 1) for p, a in data["train"]],
+                      "test": [len(p) + 4 for p in data["test"]]}))
+elif any(a.endswith("parity_encode.py") for a in sys.argv):
     print(os.environ.get("FAKE_ENCODING") or json.dumps({"prompt_ids": [2, 5, 6], "answer_ids": [9, 106, 107],
                                                           "label_ids": [9], "chat_template_prompt_ids": [2, 5, 6]}))
 else:
@@ -69,7 +79,35 @@ def _errors(cfg):
 
 def test_clean_experiment_has_no_problem(sandbox, fake_tools):
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
-    assert check.full_check(cfg) == check.CheckReport([], [])
+    report = check.full_check(cfg)
+    assert report.errors == [] and report.warnings == []
+    assert report.notes == ["models[m1] tokens: train prompt+answer max 10, p95 10 (0 of 20 over cutoff_len=256); "
+                            "test prompt max 8, p95 8 (0 of 20 over max_model_len=1024 - 5 answer tokens)"]
+
+
+def test_an_answer_cut_by_cutoff_len_is_an_error_a_cut_prompt_a_warning(sandbox, fake_tools):
+    # (the fake tokenizer: one token per character, + 4 for the template, + 1 for the turn end)
+    rows = _rows(40) + [{"text": "长" * 300, "label": "a"}]
+    data = {"source": _data(sandbox, rows), "test_size": 10}
+    cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[31], train={**fake_tools["train"],
+                                                                          "args": {"cutoff_len": 200}})
+    assert "1 training prompt(s) longer than cutoff_len=200 tokens lose their end in training (the answer is " \
+           "kept); raise train.args.cutoff_len to 307" in _warnings(cfg)
+    assert _errors(cfg) == ""
+    cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[31], train={**fake_tools["train"],
+                                                                          "args": {"cutoff_len": 3}})
+    errors = _errors(cfg)
+    assert "31 training example(s) longer than cutoff_len=3 tokens would have their answer cut (e.g. '" in errors
+    assert "-token example); raise train.args.cutoff_len to 307 or shorten the prompt" in errors
+    assert "(31 of 31 over cutoff_len=3)" in "\n".join(check.full_check(cfg).notes)
+
+
+def test_a_test_prompt_too_long_to_serve_is_an_error(sandbox, fake_tools):
+    rows = [{"text": (f"{i:02d}" + "长" * 298 if i % 4 == 0 else f"句子{i}"), "label": "ab"[i % 2]} for i in range(60)]
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, rows), "test_size": 20},
+               eval={"max_model_len": 256})
+    assert "test prompt(s) up to 304 tokens do not fit eval.max_model_len=256 with 5 answer tokens; raise " \
+           "eval.max_model_len to 309" in _errors(cfg)
 
 
 @pytest.mark.parametrize("rows,over,expect", [

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import tools
 from .atomic import atomic_write_json, read_json
 from .config import ConfigError, ExperimentConfig, ModelSpec
+from .lengths import length_findings
 from .models import EMBEDDED_PREFIX, resolve_model_path
 from .parity import encode_template, parity_problems
 from .paths import check_file, experiment_dir
@@ -218,6 +219,7 @@ def served_template_problems(cfg: ExperimentConfig, model: ModelSpec) -> list[st
 class CheckReport:
     errors: list[str] = field(default_factory=list)     # the sweep cannot run
     warnings: list[str] = field(default_factory=list)   # it runs; the user should know
+    notes: list[str] = field(default_factory=list)      # facts worth seeing (token lengths per model)
 
     def fatal(self, strict: bool) -> list[str]:
         return self.errors + (self.warnings if strict else [])
@@ -230,14 +232,21 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
     stages = ["train", "eval"] if stage is None else [stage]
     errors = [p for st in stages for p in problems(cfg, st)]
     warnings: list[str] = []
+    notes: list[str] = []
     if "train" in stages:
         data_errors, warnings = data_findings(cfg)
         errors += data_errors + template_problems(cfg) + disk_problems(cfg)
-    report = CheckReport(list(dict.fromkeys(errors)), warnings)
+        if not data_errors:
+            lengths = length_findings(cfg)
+            errors += lengths.errors
+            warnings += lengths.warnings
+            notes = lengths.notes
+    report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)
         atomic_write_json(check_file(cfg.name), {"checked_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                 "errors": report.errors, "warnings": report.warnings})
+                                                 "errors": report.errors, "warnings": report.warnings,
+                                                 "notes": report.notes})
     return report
 
 
@@ -275,6 +284,8 @@ def preflight(cfg: ExperimentConfig, stage: str, strict: bool = False) -> CheckR
         kind = "problem(s)" if not strict else "problem(s) (warnings count: --strict)"
         raise ConfigError(f"{where}: {len(found)} {kind} found before {stage}:\n" +
                           "\n".join(f"  - {p}" for p in found))
+    for n in report.notes:
+        log.info("check: %s", n)
     for w in report.warnings:
         log.warning("check: %s", w)
     return report

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in cfg.models:
                 print(f"model {m.name} ({m.path}): {availability(m.path)}")
             report = full_check(cfg)
-            for label, items in (("error", report.errors), ("warning", report.warnings)):
+            for label, items in (("note", report.notes), ("error", report.errors), ("warning", report.warnings)):
                 for p in items:
                     print(f"  - {label}: {p}")
             print(f"{cfg.path}: {_verdict(report, args.strict)}")

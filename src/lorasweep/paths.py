@@ -49,6 +49,11 @@ def check_file(name: str) -> Path:
     return experiment_dir(name) / "check.json"
 
 
+def lengths_file(name: str, model: str) -> Path:
+    """The experiment's token lengths under the model's tokenizer and template (lengths.py)."""
+    return runs_dir(name) / model / "lengths.json"
+
+
 def parity_file(name: str, model: str) -> Path:
     return runs_dir(name) / model / "parity.json"
 

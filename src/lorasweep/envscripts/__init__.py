@@ -8,10 +8,11 @@ imports (torch, transformers, vLLM, LLaMA-Factory) inside functions:
     fast_loss.py      training env: llamafactory-cli train, logits only where the loss needs them
     cpu_lora.py       serving env: vLLM's OpenAI server with copy-free CPU LoRA kernels
     parity_encode.py  training env: LLaMA-Factory's token ids for a prompt and its answer
+    token_lengths.py  training env: every example's token lengths and LLaMA-Factory's cut to cutoff_len
     build_model.py    training + serving envs: the embedded models' checkpoint stages
     embed_minilm.py   training env: all-MiniLM-L6-v2 sentence embeddings (embedding baseline)
 
-The harness-side callers are serve.py, parity.py, models.py and baselines.py.
+The harness-side callers are train.py, serve.py, parity.py, lengths.py, models.py and baselines.py.
 """
 from pathlib import Path
 
