@@ -85,13 +85,40 @@ def test_preflight_reports_missing_model_and_cli_together(sandbox, tmp_path):
     assert not (sandbox / "experiments" / "x" / "runs").exists()   # nothing started
 
 
-def test_changed_config_warns_and_keeps_finished_run(sandbox, tmp_path, caplog):
+def test_changed_settings_stop_train_sh_until_retrain_changed(sandbox, tmp_path, capsys):
+    from lorasweep.cli import main
+
+    cfg = _cfg(sandbox, tmp_path)
+    run_training(cfg)                                           # n10, n30 trained; n20 fails (the fake)
+    runs = {r.run_id: r for r in train_runs(cfg)}
+    (runs["m1__n10__seed1"].folder() / "metrics.free.json").write_text("{}")   # it was scored, too
+    before = {k: (r.folder() / RESULT).read_text() for k, r in runs.items() if r.is_trained()}
+    # learning_rate changed: train.sh stops before training anything and names runs and keys
+    assert main(["train", str(cfg.path), "--set", "train.args.learning_rate=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "2 finished run(s) were trained with other settings or data" in err
+    assert "m1__n10__seed1: learning_rate: 0.0002 -> 0.01" in err and "m1__n30__seed1: learning_rate" in err
+    assert "--retrain-changed" in err
+    assert {k: (r.folder() / RESULT).read_text() for k, r in runs.items() if r.is_trained()} == before
+    # --retrain-changed retrains only those two (n20 is retried as a failed run, as always)
+    changed = load_config(cfg.path, set_args=["train.args.learning_rate=0.01"])
+    s = run_training(changed, retrain_changed=True)
+    assert sorted(s.done) == ["m1__n10__seed1", "m1__n30__seed1"] and not s.skipped
+    assert not (runs["m1__n10__seed1"].folder() / "metrics.free.json").exists()   # its old score went with it
+    assert yaml.safe_load(runs["m1__n10__seed1"].train_yaml.read_text())["learning_rate"] == 0.01
+    # the same settings again: nothing changed, nothing retrained
+    s = run_training(changed)
+    assert sorted(s.skipped) == ["m1__n10__seed1", "m1__n30__seed1"]
+
+
+def test_changed_training_data_is_named_as_such(sandbox, tmp_path):
+    from lorasweep.train import changed_runs
+
     cfg = _cfg(sandbox, tmp_path)
     run_training(cfg)
-    cfg2 = load_config(cfg.path, set_args=["train.args.learning_rate=0.1"])
-    s = run_training(cfg2)
-    assert "m1__n10__seed1" in s.skipped
-    assert "finished earlier with a different config" in caplog.text
+    run = train_runs(cfg)[0]
+    run.train_file.write_text(run.train_file.read_text().replace("关系", "关 系"), encoding="utf-8")
+    assert changed_runs(cfg, train_runs(cfg)) == {run: ["its training data (train_n10_seed1.json) changed"]}
 
 
 def test_gpu_groups():

@@ -24,6 +24,7 @@ from .config import ConfigError, ExperimentConfig, load_experiment
 from .evaluation import run_eval
 from .models import availability
 from .notebook import run_notebook
+from .overrides import show_recorded_overrides
 from .plan import eval_runs, plan_text, train_runs
 from .procs import LockError
 from .report import write_report
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--dry-run", action="store_true",
                    help="print the plan and the resolved LLaMA-Factory YAML of the first run")
     t.add_argument("--strict", action="store_true", help="stop on the check's warnings too, not only its errors")
+    t.add_argument("--retrain-changed", action="store_true",
+                   help="train again the finished runs whose settings or data changed (else train.sh stops and "
+                        "names them)")
     which = t.add_mutually_exclusive_group()
     which.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
     which.add_argument("--retry-failed", action="store_true", help="train only the runs that failed before")
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         cfg = _load(args)
+        if args.cmd not in ("train", "check"):
+            show_recorded_overrides(cfg)
         if args.cmd == "check":
             for m in cfg.models:
                 print(f"model {m.name} ({m.path}): {availability(m.path)}")
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "train":
             summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed,
-                                   strict=args.strict)
+                                   strict=args.strict, retrain_changed=args.retrain_changed)
             print(summary.text(), flush=True)
             return 1 if summary.failed else 0
         if args.cmd == "eval":

@@ -320,6 +320,11 @@ class ExperimentConfig(_Strict):
                 return m
         raise KeyError(name)
 
+    @property
+    def set_args(self) -> list[str]:
+        """The command line's `--set key=value` items this config was loaded with."""
+        return list(self._set_args)
+
     def train_args(self, model: str) -> dict[str, Any]:
         """LLaMA-Factory keys for a model's runs: defaults < train.args < models[].train_args."""
         return {**self.train.resolved_args(), **self.model(model).train_args}

@@ -209,7 +209,7 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
     kv = kv_cache_tokens(srv.log_path)
     if kv:
         argv += ["--kv-cache-tokens", str(kv)]
-    for item in cfg._set_args:
+    for item in cfg.set_args:
         argv += ["--set", item]
     env = tools.child_env(**tools.LOCAL_NO_PROXY, **{tools.API_KEY_ENV: srv.api_key},
                           LANGCHAIN_OPENAI_TCP_KEEPALIVE="0")

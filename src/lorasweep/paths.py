@@ -44,6 +44,11 @@ def server_log(name: str, model: str) -> Path:
     return runs_dir(name) / f"server_{model}.log"
 
 
+def overrides_file(name: str) -> Path:
+    """The --set overrides train.sh last ran with (overrides.py)."""
+    return experiment_dir(name) / "overrides.json"
+
+
 def check_file(name: str) -> Path:
     """The last check's errors and warnings (check.full_check)."""
     return experiment_dir(name) / "check.json"

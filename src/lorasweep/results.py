@@ -13,13 +13,14 @@ from pathlib import Path
 from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text, read_json
 from .baselines import DECODING as BASELINE_DECODING
 from .config import ExperimentConfig
+from .overrides import recorded_overrides_hint
 from .paths import experiment_dir, results_file
 from .plan import baseline_runs, eval_runs
-from .runspec import RunSpec, is_baseline_model
+from .runspec import RunSpec, is_baseline_model, scored_on_disk
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["run_id", "model", "prompt", "decoding", "size", "seed", "task", "n", "score", "accuracy",
+COLUMNS = ["run_id", "model", "prompt", "decoding", "size", "seed", "in_plan", "task", "n", "score", "accuracy",
            "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted", "recall_weighted",
            "f1_micro", "precision_micro", "recall_micro", "exact_match", "invalid", "invalid_rate",
            "train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen", "train_peak_rss_gb", "score_s"]
@@ -28,19 +29,26 @@ HEADLINE = {"ner": "f1_micro"}
 
 
 def collect_results(cfg: ExperimentConfig):
-    """Gather every scored (run, decoding) with its training record; write the tables."""
+    """Gather every scored (run, decoding) on disk with its training record;
+    write the tables. Runs the current plan does not name (other seeds, sizes
+    or models scored earlier, e.g. with --set) are kept, marked in_plan=False,
+    and said."""
     import pandas as pd
 
+    planned = {(r, d) for r in eval_runs(cfg) for d in cfg.eval.decodings}
+    planned |= {(r, BASELINE_DECODING) for r in baseline_runs(cfg)}
+    scored = scored_on_disk(cfg.name)
+    outside = [(r, d) for r, d in scored if (r, d) not in planned]
+    if outside:
+        log.warning("results: %d scored run(s) on disk are not in the current plan and are included (in_plan=False): "
+                    "%s%s; the plan names fewer%s", len(outside), ", ".join(r.run_id for r, _ in outside[:6]),
+                    " ..." if len(outside) > 6 else "", recorded_overrides_hint(cfg))
     rows = []
-    scored = [(r, d) for r in eval_runs(cfg) for d in cfg.eval.decodings]
-    scored += [(r, BASELINE_DECODING) for r in baseline_runs(cfg)]
     for r, d in scored:
-        if not r.is_scored(d):
-            continue
         m = read_json(r.metrics_file(d))
         metrics = m["metrics"]
         row = {"run_id": r.run_id, "model": r.model, "prompt": r.prompt or "", "decoding": d, "size": r.size,
-               "seed": r.seed, "task": cfg.task.type, "score_s": m.get("score_s"),
+               "seed": r.seed, "in_plan": (r, d) in planned, "task": cfg.task.type, "score_s": m.get("score_s"),
                "score": metrics.get(HEADLINE.get(cfg.task.type, "f1_macro"))}
         row.update({k: metrics[k] for k in COLUMNS if k in metrics})
         if r.is_trained():

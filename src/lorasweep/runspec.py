@@ -48,6 +48,7 @@ TRAIN_LOG = "train.log"
 TRAINED_MARKER = "train_result.json"
 FAILED_MARKER = "train_failed.json"
 ATTEMPTS = ".attempts"
+METRICS_PREFIX = "metrics."
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class RunSpec:
         return self.folder() / f"result.{decoding}.pkl"
 
     def metrics_file(self, decoding: str) -> Path:
-        return self.folder() / f"metrics.{decoding}.json"
+        return self.folder() / f"{METRICS_PREFIX}{decoding}.json"
 
     # --- its state ---------------------------------------------------------------
 
@@ -188,3 +189,23 @@ class RunSpec:
         size = int(row["size"])
         seed = None if size == 0 or seed is None or seed != seed else int(seed)   # seed != seed: NaN
         return cls(experiment, row["model"], size, seed, row.get("prompt") or None)
+
+
+def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
+    """Every (run, decoding) scored under experiments/<exp>/runs, whatever the
+    current plan names: the folders are the record of what was done."""
+    root = runs_dir(experiment)
+    found = []
+    for metrics in sorted(root.glob(f"**/{METRICS_PREFIX}*.json")):
+        parts = metrics.relative_to(root).parts        # model/[prompt/]n<size>/<seed<k>|base>/metrics.<mode>.json
+        if len(parts) not in (4, 5) or not parts[-3].startswith("n") or not parts[-3][1:].isdigit():
+            continue
+        size, tail = int(parts[-3][1:]), parts[-2]
+        seed = None if tail == "base" else int(tail[4:]) if tail.startswith("seed") and tail[4:].isdigit() else -1
+        if seed == -1 or (seed is None) != (size == 0):
+            continue
+        decoding = metrics.name[len(METRICS_PREFIX):-len(".json")]
+        run = RunSpec(experiment, parts[0], size, seed, parts[1] if len(parts) == 5 else None)
+        if run.metrics_file(decoding) == metrics:      # the folder is one this protocol names
+            found.append((run, decoding))
+    return found

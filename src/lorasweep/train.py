@@ -19,10 +19,11 @@ from tqdm import tqdm
 from . import tools
 from .atomic import atomic_write_json, atomic_write_text, read_json
 from .check import preflight
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 from .envscripts import script
 from .executor import run_jobs, where_jobs_run
 from .models import resolve_model_path
+from .overrides import record_overrides, show_recorded_overrides
 from .paths import lock_file, repo_root
 from .plan import train_runs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
@@ -198,6 +199,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "gpus": gpus or [],
         "attempts": attempts,
         "fingerprint": fingerprint(cfg, run),
+        "model_path": cfg.model(run.model).path,     # as declared (embedded:..., a folder, a Hub id)
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write_json(run.trained_marker, result)   # the "finished" marker, written last
@@ -206,29 +208,67 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
 
 
 def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: bool = False,
-                 strict: bool = False) -> TrainSummary:
+                 strict: bool = False, retrain_changed: bool = False) -> TrainSummary:
     """Train every unfinished run. retry_failed=False leaves runs that failed
     before alone; only_failed=True trains nothing but those; strict=True
-    stops on the check's warnings too."""
+    stops on the check's warnings too. A finished run whose settings or data
+    changed stops the sweep before any training, unless retrain_changed."""
     install_cleanup()
     preflight(cfg, "train", strict=strict)
     with ExperimentLock(lock_file(cfg.name, "train"), "train.sh"):
-        return _run_training(cfg, retry_failed, only_failed)
+        show_recorded_overrides(cfg)
+        record_overrides(cfg, "train")
+        return _run_training(cfg, retry_failed, only_failed, retrain_changed)
 
 
-def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool) -> TrainSummary:
+# Where things live on disk: a moved checkout or cache does not change a run.
+_PLACE_KEYS = ("dataset_dir", "output_dir", "model_name_or_path")
+
+
+def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, list[str]]:
+    """Finished runs whose recorded fingerprint is not the current one, each
+    with what differs: the LLaMA-Factory keys (recorded train.yaml vs now) or
+    its training data."""
+    out = {}
+    for r in runs:
+        if not r.is_trained():
+            continue
+        old = read_json(r.trained_marker).get("fingerprint")
+        if not old or old == fingerprint(cfg, r):
+            continue
+        try:
+            before = yaml.safe_load(r.train_yaml.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            before = {}
+        now = resolved_train_yaml(cfg, r)
+        diff = [f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(before) | set(now))
+                if k not in _PLACE_KEYS and before.get(k) != now.get(k)]
+        if cfg.model(r.model).path != read_json(r.trained_marker).get("model_path", cfg.model(r.model).path):
+            diff.append(f"model: {read_json(r.trained_marker).get('model_path')} -> {cfg.model(r.model).path}")
+        out[r] = diff or [f"its training data ({r.train_file.name}) changed"]
+    return out
+
+
+def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool,
+                  retrain_changed: bool = False) -> TrainSummary:
     prepare_data(cfg)
     summary = TrainSummary()
     t0 = time.time()
     runs = train_runs(cfg)
     todo = []
+    changed = changed_runs(cfg, runs)
+    if changed and not retrain_changed:
+        raise ConfigError(
+            f"{len(changed)} finished run(s) were trained with other settings or data than the experiment now "
+            "has; nothing was trained. Run again with --retrain-changed to train them again (their adapters and "
+            "scores are replaced), or restore the settings:\n" +
+            "\n".join(f"  - {r.run_id}: {'; '.join(diff)}" for r, diff in changed.items()))
+    for r, diff in changed.items():
+        log.info("train %s: settings changed (%s); training it again", r.run_id, "; ".join(diff))
+        shutil.rmtree(r.folder())
     for r in runs:
         if r.is_trained():
             summary.skipped.append(r.run_id)
-            old = read_json(r.trained_marker).get("fingerprint")
-            if old and old != fingerprint(cfg, r):
-                log.warning("train %s: finished earlier with a different config or data; keeping it. "
-                            "Delete %s to train it again.", r.run_id, r.folder())
         elif r.has_failed() and not retry_failed:
             summary.failed[r.run_id] = "failed earlier (run without --skip-failed, or with --retry-failed)"
         elif only_failed and not r.has_failed():
