@@ -35,10 +35,12 @@ def run_train_args(model_path: str, template: str, dataset: str, seed: int, data
 
 # Those `train.args` may not set (data_seed follows the run's seed unless set there).
 MANAGED_TRAIN_KEYS = tuple(k for k in run_train_args("", "", "", 0, "", "") if k != "data_seed")
+# Of those, the ones that say where things live: a moved checkout or cache changes them, not the run.
+PLACE_TRAIN_KEYS = ("model_name_or_path", "dataset_dir", "output_dir")
 
 # Every child (trainer, server, parity encoder, model build, embedder) gets
-# these: no hub downloads at run time, no telemetry, no version nags, output
-# unbuffered so logs show progress as it happens.
+# these: no telemetry, no version nags, output unbuffered so logs show
+# progress as it happens.
 CHILD_ENV = {
     "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "DISABLE_VERSION_CHECK": "1",
     "VLLM_NO_USAGE_STATS": "1", "PYTHONUNBUFFERED": "1",

@@ -221,10 +221,6 @@ def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: 
         return _run_training(cfg, retry_failed, only_failed, retrain_changed)
 
 
-# Where things live on disk: a moved checkout or cache does not change a run.
-_PLACE_KEYS = ("dataset_dir", "output_dir", "model_name_or_path")
-
-
 def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, list[str]]:
     """Finished runs whose recorded fingerprint is not the current one, each
     with what differs: the LLaMA-Factory keys (recorded train.yaml vs now) or
@@ -242,7 +238,7 @@ def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, li
             before = {}
         now = resolved_train_yaml(cfg, r)
         diff = [f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(before) | set(now))
-                if k not in _PLACE_KEYS and before.get(k) != now.get(k)]
+                if k not in tools.PLACE_TRAIN_KEYS and before.get(k) != now.get(k)]
         if cfg.model(r.model).path != read_json(r.trained_marker).get("model_path", cfg.model(r.model).path):
             diff.append(f"model: {read_json(r.trained_marker).get('model_path')} -> {cfg.model(r.model).path}")
         out[r] = diff or [f"its training data ({r.train_file.name}) changed"]
