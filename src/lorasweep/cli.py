@@ -1,13 +1,6 @@
-"""Command line: `python -m lorasweep <command> [experiment.yaml] [--set key=value ...]`.
-
-    check    find every problem with the experiment, its data and models, before the night
-    plan     print the runs (same as train --dry-run)
-    prepare  write the data splits and dataset_info.json
-    train    train every unfinished run with llamafactory-cli
-    eval     serve adapters with vLLM, score them, collect results
-    results  rebuild experiments/<name>/results.* from the run folders
-    notebook execute analysis.ipynb headless (figures saved as PNG)
-    report   write experiments/<name>/report.html: CIs, paired tests, fitted curves, cost
+"""Command line: `lorasweep <command> [experiment.yaml] [--set key=value ...]`
+(after `pip install -e .`), or `python -m lorasweep ...` with src/ on the path;
+shell/*.sh call the same commands. `lorasweep <command> --help` says more.
 """
 from __future__ import annotations
 
@@ -18,7 +11,7 @@ import sys
 
 import yaml
 
-from . import tools
+from . import __version__, tools
 from .check import full_check
 from .config import ConfigError, ExperimentConfig, load_experiment
 from .evaluation import run_eval
@@ -34,6 +27,18 @@ from .splits import load_test, prepare_data
 from .train import resolved_train_yaml, run_training
 
 log = logging.getLogger("lorasweep")
+COMMANDS = {
+    "check": "find every problem with the experiment, its data and models before the night: errors stop the "
+             "sweep, warnings are shown (and fatal with --strict); token lengths per model",
+    "plan": "print the runs and their state (trained, failed, to train)",
+    "prepare": "write the data splits and LLaMA-Factory's dataset_info.json",
+    "train": "train every unfinished run with LLaMA-Factory (what shell/train.sh runs)",
+    "eval": "serve each base model's adapters with vLLM, check parity, score them, collect results "
+            "(what shell/eval.sh runs)",
+    "results": "rebuild experiments/<name>/results.* from every scored run folder on disk",
+    "notebook": "execute analysis.ipynb headless for the experiment (figures saved as PNG)",
+    "report": "write experiments/<name>/report.html: intervals, paired tests, fitted curves, cost",
+}
 DEFAULT_EXPERIMENT = "experiments/demo.yaml"
 
 
@@ -59,17 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     for name in ("plan", "prepare", "eval", "results", "notebook"):
-        _common(sub.add_parser(name))
-    c = sub.add_parser("check")
+        _common(sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name]))
+    c = sub.add_parser("check", help=COMMANDS["check"], description=COMMANDS["check"])
     _common(c)
     c.add_argument("--strict", action="store_true", help="warnings count as errors (exit 1)")
-    rp = sub.add_parser("report")
+    rp = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"])
     _common(rp)
     rp.add_argument("--target", type=float, default=0.8, help="score to ask 'how many labels?' for (default 0.8)")
     rp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     rp.add_argument("--bootstrap-seed", type=int, default=0)
-    t = sub.add_parser("train")
+    t = sub.add_parser("train", help=COMMANDS["train"], description=COMMANDS["train"])
     _common(t)
     t.add_argument("--dry-run", action="store_true",
                    help="print the plan and the resolved LLaMA-Factory YAML of the first run")
