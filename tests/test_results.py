@@ -77,3 +77,20 @@ def test_scored_on_disk_reads_run_folders_back(sandbox):
     found = scored_on_disk("x")
     assert sorted((r.run_id, d) for r, d in found) == sorted((r.run_id, "free") for r in eval_runs(cfg))
     assert {r.prompt for r, _ in found} == {"terse", "long"}
+
+
+def test_training_curves_come_from_each_runs_trainer_log(sandbox):
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20], seeds=[1]))
+    _score_all(cfg)
+    for r in eval_runs(cfg):
+        if not r.is_base:
+            r.adapter_dir.mkdir(parents=True)
+            lines = [{"current_steps": s, "total_steps": 4, "loss": 2.0 / s, "epoch": s / 2} for s in (1, 2, 3, 4)]
+            lines.append({"current_steps": 4, "total_steps": 4, "epoch": 2.0})        # the closing record: no loss
+            r.trainer_log.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    df = R.collect_results(cfg)
+    curves = R.training_curves(cfg, df)
+    assert sorted(curves.run_id.unique()) == ["m1__n10__seed1", "m1__n20__seed1"]
+    assert list(curves[curves.run_id == "m1__n10__seed1"]["loss"]) == [2.0, 1.0, 2.0 / 3, 0.5]
+    fig = plots.plot_loss_curves(curves)
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2

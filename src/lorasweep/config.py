@@ -38,7 +38,7 @@ DEFAULT_TRAIN_ARGS: dict[str, Any] = {
     "gradient_accumulation_steps": 1,
     "lr_scheduler_type": "cosine",
     "warmup_ratio": 0.05,
-    "logging_steps": 5,
+    "logging_steps": 1,                      # a loss point per step: the loss curves (trainer_log.jsonl)
     "save_strategy": "no",
     "report_to": "none",
     "overwrite_output_dir": True,

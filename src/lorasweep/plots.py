@@ -124,6 +124,29 @@ def plot_cost(df):
     return fig
 
 
+def plot_loss_curves(curves):
+    """Training loss against epoch, one panel per model (and prompt), one line
+    per train size and seed (results.training_curves)."""
+    import matplotlib.pyplot as plt
+
+    groups = list(curves.groupby(["model", "prompt"])) if len(curves) else []
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(5 * max(len(groups), 1), 3.6), squeeze=False)
+    sizes = sorted(curves["size"].unique()) if len(curves) else []
+    colours = {s: plt.cm.viridis(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
+    for ax, ((model, prompt), g) in zip(axes[0], groups, strict=False):
+        for (size, seed), run in g.groupby(["size", "seed"]):
+            ax.plot(run["epoch"], run["loss"], "-", color=colours[size], lw=1.2, alpha=0.85,
+                    label=f"n={size}" + (f" seed {seed}" if g["seed"].nunique() > 1 else ""))
+        ax.set_title(f"{model}" + (f" / {prompt}" if prompt else ""), fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def use_cjk_font() -> str | None:
     """Pick an installed font that has CJK glyphs for the labels, if any."""
     import matplotlib

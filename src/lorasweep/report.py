@@ -18,8 +18,8 @@ from .analysis import curve_answers, paired_matrix, with_intervals
 from .atomic import atomic_write_text
 from .config import ExperimentConfig
 from .paths import report_file
-from .plots import plot_cost, plot_curves_with_fits, use_cjk_font
-from .results import collect_results
+from .plots import plot_cost, plot_curves_with_fits, plot_loss_curves, use_cjk_font
+from .results import collect_results, training_curves
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,12 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
             sections.append(f"<h3>train size {int(size)}</h3>" + _table(
                 cell, highlight=_sig))
 
+    curves = training_curves(cfg, df)
+    if len(curves):
+        sections.append("<h2>Training loss</h2><p>Per run, from LLaMA-Factory's trainer_log.jsonl (one point per "
+                        "logged step).</p>")
+        sections.append(f'<img class="figure" alt="training loss" src="data:image/png;base64,'
+                        f'{_png(plot_loss_curves(curves))}">')
     sections.append("<h2>Cost of each point</h2>")
     sections.append(f'<img class="figure" alt="cost" src="data:image/png;base64,{_png(plot_cost(df))}">')
     cost = df[["series", "size", "seed", "train_wall_s", "train_samples_per_s", "train_tokens_seen",

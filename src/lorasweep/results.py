@@ -81,6 +81,33 @@ def load_run_result(experiment: str | ExperimentConfig, row):
         return pickle.load(f)
 
 
+def training_curves(experiment: str | ExperimentConfig, df):
+    """The loss at each logged step of every trained run in a results table,
+    from LLaMA-Factory's trainer_log.jsonl: columns run_id, model, prompt,
+    size, seed, step, epoch, loss (one row per logged step)."""
+    import json
+
+    import pandas as pd
+
+    name = experiment if isinstance(experiment, str) else experiment.name
+    rows = []
+    trained = df[(df["size"] > 0) & ~baseline_rows(df)].drop_duplicates("run_id") if len(df) else df
+    for _, row in trained.iterrows():
+        path = RunSpec.from_row(name, row).trainer_log
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("loss") is not None:
+                rows.append({"run_id": row["run_id"], "model": row["model"], "prompt": row.get("prompt") or "",
+                             "size": int(row["size"]), "seed": row["seed"], "step": rec.get("current_steps"),
+                             "epoch": rec.get("epoch"), "loss": rec["loss"]})
+    return pd.DataFrame(rows, columns=["run_id", "model", "prompt", "size", "seed", "step", "epoch", "loss"])
+
+
 def baseline_rows(df):
     """A boolean mask of the rows that are classical baselines (not LLM runs)."""
     return df["model"].map(is_baseline_model).astype(bool)

@@ -121,7 +121,7 @@ def test_notebook_runs_headless_and_saves_figures(sweep):
     p = _sh("notebook.sh", exp, env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     figs = root / "experiments" / "e2e" / "figures"
-    for name in ("learning_curve.png", "confusion_best.png"):
+    for name in ("learning_curve.png", "confusion_best.png", "training_loss.png"):
         assert (figs / name).stat().st_size > 5000
     nb = json.loads((root / "experiments" / "e2e" / "analysis.ipynb").read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
