@@ -58,7 +58,7 @@ def sweep(tmp_path_factory):
         data={"source": "generate:people_relations", "generate_size": 200, "test_size": TEST_SIZE},
         models=[{"name": "qwen", "path": "embedded:qwen2.5-coder-0.5b-instruct", "template": "qwen",
                  "train_args": {"learning_rate": 1.0e-3}},
-                {"name": "gemma-hub", "path": HUB_ID, "template": "gemma"}],
+                {"name": "gemma-hub", "path": HUB_ID, "template": "gemma", "train_args": {"report_to": "tensorboard"}}],
         train_sizes=[16], seeds=[1],
         train={"args": {"num_train_epochs": 1, "learning_rate": 5.0e-4, "cutoff_len": 128,
                         "per_device_train_batch_size": 8}},
@@ -103,6 +103,8 @@ def test_train_sh_trains_both_families_with_their_own_args(sweep):
     assert qwen["model_name_or_path"] == str(embedded_model_dir("qwen2.5-coder-0.5b-instruct"))
     assert gemma["template"] == "gemma" and gemma["learning_rate"] == 5.0e-4
     assert gemma["model_name_or_path"] == str(snap)          # the Hub id's local snapshot
+    # report_to: tensorboard works out of the box: event files next to the adapter
+    assert list((runs / "gemma-hub" / "n16" / "seed1" / "adapter").rglob("events.out.tfevents.*"))
     for name in ("qwen", "gemma-hub"):
         res = json.loads((runs / name / "n16" / "seed1" / "train_result.json").read_text())
         assert res["train_samples_per_s"] > 0 and res["fast_loss"].startswith("fast loss on")
