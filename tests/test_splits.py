@@ -151,3 +151,61 @@ def test_all_demo_configs_load():
     for name in ("demo", "demo_patents", "demo_ner"):
         cfg = load_config(ROOT / "experiments" / f"{name}.yaml")
         assert cfg.name == name
+
+
+def _relation_rows(n, offset=0):
+    """The seeds' relation format under other column names (as someone else's file has them)."""
+    return [{"sentence": f"{i}号：###与###是同事。", "head": f"甲{i}", "tail": f"乙{i}", "relation": "ab"[i % 2]}
+            for i in range(offset, offset + n)]
+
+
+MAPPING = {"text_column": "sentence", "entity1_column": "head", "entity2_column": "tail", "label_column": "relation"}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv", "parquet", "saved_dataset", "saved_dict"])
+def test_every_data_format_with_column_mapping_and_a_given_test_file(sandbox, fmt):
+    import pandas as pd
+
+    train, test = pd.DataFrame(_relation_rows(40)), pd.DataFrame(_relation_rows(12, offset=100))
+    d = sandbox / "data"
+    if fmt == "saved_dict":
+        from datasets import Dataset, DatasetDict
+        DatasetDict({"train": Dataset.from_pandas(train), "test": Dataset.from_pandas(test)}).save_to_disk(d / "ds")
+        source, test_file = "data/ds", "data/ds:test"
+    else:
+        for name, df in (("train", train), ("test", test)):
+            if fmt == "jsonl":
+                df.to_json(d / f"{name}.jsonl", orient="records", lines=True, force_ascii=False)
+            elif fmt == "json":
+                df.to_json(d / f"{name}.json", orient="records", force_ascii=False)
+            elif fmt in ("csv", "tsv"):
+                df.to_csv(d / f"{name}.{fmt}", index=False, sep="\t" if fmt == "tsv" else ",")
+            elif fmt == "parquet":
+                df.to_parquet(d / f"{name}.parquet")
+            else:
+                from datasets import Dataset
+                Dataset.from_pandas(df).save_to_disk(d / name)
+        ext = "" if fmt == "saved_dataset" else f".{fmt}"
+        source, test_file = f"data/train{ext}", f"data/test{ext}"
+    cfg = _cfg(sandbox, task={"type": "relation_classification", "labels": ["a", "b"],
+                              "prompt": "{text} {entity1} {entity2}"},
+               data={"source": source, "test_file": test_file, **MAPPING}, train_sizes=[20, 40])
+    sp = make_splits(cfg)
+    assert len(sp.pool) == 40 and len(sp.test) == 12
+    assert sp.test[0] == {"text": "100号：###与###是同事。", "label": "a", "entity1": "甲100", "entity2": "乙100"}
+
+
+def test_a_dataset_dict_without_the_split_says_which_it_has(sandbox):
+    import pandas as pd
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"train": Dataset.from_pandas(pd.DataFrame(_relation_rows(40)))}).save_to_disk(sandbox / "data" / "ds")
+    cfg = _cfg(sandbox, task={"type": "relation_classification", "labels": ["a", "b"],
+                              "prompt": "{text} {entity1} {entity2}"},
+               data={"source": "data/ds:validation", **MAPPING})
+    with pytest.raises(ConfigError, match=r"no split 'validation' \(it has \['train'\]\); name one as .*:<split>"):
+        make_splits(cfg)
+    (sandbox / "data" / "plain").mkdir()
+    cfg = _cfg(sandbox, data={"source": "data/plain"})
+    with pytest.raises(ConfigError, match="not one written by datasets' save_to_disk"):
+        make_splits(cfg)

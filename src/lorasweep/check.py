@@ -53,7 +53,7 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     test: list = []
     if cfg.data.test_file:
         try:
-            test = load_examples(cfg, cfg.data.test_file)
+            test = load_examples(cfg, cfg.data.test_file, split="test")
         except ConfigError as e:
             errors.append(str(e))
     src = cfg.data.source

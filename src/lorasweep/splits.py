@@ -32,8 +32,36 @@ class Splits:
     test: list[dict[str, str]]   # the fixed test set
 
 
+def _read_saved_dataset(path: Path, split: str | None, default_split: str) -> list[dict]:
+    """A Hugging Face `datasets` folder written by save_to_disk: a Dataset, or
+    a DatasetDict whose split is named after a colon (default: train for the
+    source, test for the test file)."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"{path}: a folder, but not one written by datasets' save_to_disk ({e})") from None
+    if isinstance(ds, DatasetDict):
+        name = split or default_split
+        if name not in ds:
+            raise ConfigError(f"{path}: no split '{name}' (it has {sorted(ds)}); name one as {path}:<split>")
+        ds = ds[name]
+    elif split:
+        raise ConfigError(f"{path}: a single Dataset has no splits; drop ':{split}'")
+    assert isinstance(ds, Dataset)
+    return ds.to_list()
+
+
 def _read_records(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+            raise ConfigError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
     text = path.read_text(encoding="utf-8-sig")
     if suffix == ".jsonl":
         rows = []
@@ -55,7 +83,8 @@ def _read_records(path: Path) -> list[dict]:
         return data
     if suffix in (".csv", ".tsv"):
         return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
-    raise ConfigError(f"{path}: unsupported data format '{suffix}' (use .json, .jsonl, .csv or .tsv)")
+    raise ConfigError(f"{path}: unsupported data format '{suffix}' (use .json, .jsonl, .csv, .tsv, .parquet or a "
+                      "datasets save_to_disk folder)")
 
 
 def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> list[dict[str, str]]:
@@ -100,19 +129,36 @@ def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> lis
     return out
 
 
-def load_examples(cfg: ExperimentConfig, source: str) -> list[dict[str, str]]:
+def load_examples(cfg: ExperimentConfig, source: str, split: str = "train") -> list[dict[str, str]]:
+    """Examples from `source`: a generator, a file (.json, .jsonl, .csv, .tsv,
+    .parquet) or a datasets save_to_disk folder (`folder:split` for a split of
+    a DatasetDict, else `split`), with the configured columns mapped to
+    text/label/entities."""
     if source.startswith("generate:"):
         gen = source.split(":", 1)[1]
         if gen not in GENERATORS:
             raise ConfigError(f"data.source: unknown generator '{gen}' (available: {', '.join(GENERATORS)})")
         rows = GENERATORS[gen](cfg.data.generate_size, seed=cfg.data.split_seed)
         return _normalise_rows(cfg, rows, source)
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = repo_root() / path
+    path, named = _locate(source)
+    if path.is_dir():
+        return _normalise_rows(cfg, _read_saved_dataset(path, named, split), f"{path}:{named or split}")
     if not path.is_file():
         raise ConfigError(f"data.source: file not found: {path}")
     return _normalise_rows(cfg, _read_records(path), str(path))
+
+
+def _locate(source: str) -> tuple[Path, str | None]:
+    """The path of a data source, and the split named after a colon (folder:split)."""
+    def resolve(s: str) -> Path:
+        p = Path(s).expanduser()
+        return p if p.is_absolute() else repo_root() / p
+    path = resolve(source)
+    if not path.exists() and ":" in source:
+        head, split = source.rsplit(":", 1)
+        if resolve(head).is_dir():
+            return resolve(head), split
+    return path, None
 
 
 def stratum(ex: dict) -> str:
@@ -149,7 +195,7 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
     with a given test file, its examples are left out of the pool."""
     examples = dedupe(load_examples(cfg, cfg.data.source))[0]
     if cfg.data.test_file:
-        test = dedupe(load_examples(cfg, cfg.data.test_file))[0]
+        test = dedupe(load_examples(cfg, cfg.data.test_file, split="test"))[0]
         test_texts = {example_key(ex) for ex in test}
         pool = [ex for ex in examples if example_key(ex) not in test_texts]
     else:
