@@ -308,3 +308,12 @@ def test_the_answer_end_token_becomes_the_stop_token_unless_set(sandbox, fake_to
     fake_tools["models"][0]["stop_token_ids"] = [1]
     wrong = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
     assert "stop_token_ids [1]: answers end at token 106 in training" in _all(wrong)
+
+
+def test_imbalanced_labels_and_a_long_tail_of_lengths_are_warnings(sandbox, fake_tools):
+    rows = [{"text": f"句子{i:02d}" + ("长" * 300 if i < 3 else ""), "label": "b" if i % 20 == 0 else "a"}
+            for i in range(60)]
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, rows), "test_size": 20})
+    w = _warnings(cfg)
+    assert "labels are imbalanced: 'b' 3 against 'a' 57 (under 1/10 of the largest); macro-F1 weighs them equally" in w
+    assert "3 text(s) longer than 4x the median of 4 characters (the longest 304)" in w
