@@ -60,11 +60,16 @@ def test_intervals_paired_matrix_and_curve_answers(experiment):
     assert ((df.score_low <= df.score) & (df.score <= df.score_high)).all()
     p, d = analysis.paired_matrix(experiment, df, 160, n_resamples=300)
     assert d.loc["good / free", "weak / free"] > 0.1 and p.loc["good / free", "weak / free"] < 0.05
+    assert p.attrs["seeds"][("good / free", "weak / free")] == 3           # every seed, not the first
+    assert (p.fillna(0) >= p.attrs["raw"].fillna(0)).all().all()             # Holm only raises p-values
     answers = analysis.curve_answers(df, target=0.6, cfg=experiment, n_boot=100)
     assert set(answers) == {"good / free", "weak / free"}
-    need = answers["good / free"]["needed"]
-    assert need.size is not None and need.low < need.size < need.high   # test-set bootstrap: a real interval
-    assert answers["weak / free"]["needed"].size is None   # plateau ~0.45 < 0.6: never reached
+    good = answers["good / free"]["answer"]
+    assert good.low80 < good.median < good.high80 and good.p_reachable > 0.5   # test-set + seed resamples
+    assert answers["good / free"]["backtest"].held_out == max(SIZES)
+    assert answers["good / free"]["suggestion"].train_minutes > 0            # from the runs' wall times
+    weak = answers["weak / free"]
+    assert "answer" not in weak or weak["answer"].message.startswith("not answered")   # plateau ~0.45 < 0.6
 
 
 def test_report_is_self_contained_html(experiment):
@@ -72,7 +77,8 @@ def test_report_is_self_contained_html(experiment):
     page = out.read_text()
     assert page.count('src="data:image/png;base64,') == 2 and "http" not in page.replace("http-equiv", "")
     for part in ("Learning curves and labels needed", "Results with confidence intervals", "Paired comparisons",
-                 "train size 160", "Cost of each point", "training examples", 'class="sig"'):
+                 "train size 160", "Cost of each point", "training examples", 'class="sig"', "80% interval",
+                 "family weights", "The extrapolation", "Next: measure n=", "Holm-corrected"):
         assert part in page
 
 

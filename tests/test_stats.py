@@ -52,40 +52,20 @@ def test_mcnemar_matches_binomial_test():
     assert stats.mcnemar_exact(a, b) == pytest.approx(binomtest(min(n01, n10), n01 + n10, 0.5).pvalue)
 
 
-def test_curve_fit_recovers_a_known_curve():
-    sizes = [50, 100, 200, 400, 800]
-    truth = dict(a=0.9, b=2.0, c=0.5)
-    scores = [stats.power_law(n, **truth) for n in sizes]
-    fit = stats.fit_curve(sizes, scores)
-    assert (fit.a, fit.b, fit.c) == pytest.approx((0.9, 2.0, 0.5), rel=1e-3)
-    assert fit.size_for(0.8) == pytest.approx(400, rel=1e-2)      # (2 / 0.1) ** 2
-    assert fit.score_at(1600) == pytest.approx(0.85, abs=1e-3)
 
 
-def test_labels_needed_with_noise_seeds_and_refusals():
-    rng = np.random.default_rng(0)
-    sizes, scores = [], []
-    for n in (50, 100, 200, 400, 800):
-        for _ in range(3):   # three seeds per size
-            sizes.append(n)
-            scores.append(stats.power_law(n, 0.9, 2.0, 0.5) + rng.normal(0, 0.01))
-    ans = stats.labels_needed(sizes, scores, 0.8, n_boot=100)
-    assert ans.size == pytest.approx(400, rel=0.25) and ans.low <= ans.size <= ans.high
-    assert 250 < ans.low and ans.high < 800
-    assert "training examples" in ans.message
-    never = stats.labels_needed(sizes, scores, 0.95, n_boot=50)
-    assert never.size is None and "levels off" in never.message
+def test_holm_adjusts_in_order_and_stays_monotone():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, 0.9]) == [1.0, 1.0]
+    assert stats.holm([]) == []
 
 
-def test_labels_needed_refuses_far_extrapolation():
-    sizes = [50, 100, 200, 400, 800] * 2
-    scores = [stats.power_law(n, 0.9, 2.0, 0.5) for n in sizes]
-    far = stats.labels_needed(sizes, scores, 0.88, n_boot=50)   # truth: 10,000 = 12.5x the largest size
-    assert far.size is None and "not extrapolating" in far.message and "10,0" in far.message
-    near = stats.labels_needed(sizes, scores, 0.86, n_boot=50)  # truth: 2,500 = 3.1x: answered
-    assert near.size == pytest.approx(2500, rel=0.01)
-
-
-def test_curve_needs_three_sizes():
-    with pytest.raises(ValueError, match="3 or more"):
-        stats.fit_curve([10, 10, 20], [0.1, 0.2, 0.3])
+def test_paired_test_over_seeds_uses_every_seed():
+    labels = ["a", "b"]
+    refs = ["a", "b"] * 50
+    good = [list(refs), list(refs)]                      # two seeds, both right
+    bad = [list(refs), ["a"] * 100]                      # seed 1 right, seed 2 always "a"
+    r = stats.paired_test_seeds(good, bad, refs, labels, n_resamples=300)
+    one = stats.paired_test(good[0], bad[0], refs, labels, n_resamples=300)
+    assert one.diff == 0 and r.diff > 0.15               # the first seed alone sees no difference
+    assert r.p_value < 0.05 and r.mcnemar_p < 0.05

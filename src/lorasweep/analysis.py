@@ -6,7 +6,7 @@ the notebook shows both. The statistics themselves are stats.py's.
 """
 from __future__ import annotations
 
-from . import stats
+from . import curves, stats
 from .config import ExperimentConfig
 from .results import load_run_result, series_name
 from .splits import load_test
@@ -36,57 +36,97 @@ def _gold_entities(cfg: ExperimentConfig):
 
 
 def paired_matrix(cfg: ExperimentConfig, df, size: int, n_resamples: int = 2000, seed: int = 0):
-    """p-values (paired bootstrap of macro-F1 on the same test examples) between
-    every two series at one train size, on the first seed they share. Rows beat
-    columns when diff > 0. Returns (p-value frame, difference frame); the exact
-    McNemar p-values on per-example correctness are in `p.attrs["mcnemar"]`."""
+    """Every two series at one train size, over all the seeds both have (the
+    mean over seeds of the macro-F1 difference on the same test examples, a
+    paired bootstrap that redraws the examples). p-values are Holm-corrected
+    over the matrix's pairs; rows beat columns when diff > 0. Returns
+    (p-value frame, difference frame); `p.attrs` holds "raw" (uncorrected),
+    "mcnemar" (exact McNemar over the (seed, example) pairs) and "seeds"."""
     import pandas as pd
 
     sub = df[df["size"] == size].copy()
     sub["series"] = [series_name(r) for _, r in sub.iterrows()]
-    seeds = sorted({int(s) for s in sub["seed"].dropna()})
-    rows = {}
-    for name, g in sub.groupby("series"):
-        pick = g[g["seed"] == seeds[0]] if seeds and (g["seed"] == seeds[0]).any() else g
-        rows[name] = load_run_result(cfg, pick.iloc[0])
-    names = sorted(rows)
+    runs = {name: {(None if s != s else int(s)): load_run_result(cfg, row)
+                   for s, row in ((r["seed"], r) for _, r in g.iterrows())}
+            for name, g in sub.groupby("series")}
+    names = sorted(runs)
     p = pd.DataFrame(index=names, columns=names, dtype=float)
-    d = pd.DataFrame(index=names, columns=names, dtype=float)
-    mc = pd.DataFrame(index=names, columns=names, dtype=float)
-    for a in names:
-        for b in names:
-            if a == b:
-                continue
-            ra, rb = rows[a], rows[b]
-            r = stats.paired_test(ra.predictions, rb.predictions, ra.references, ra.labels, "f1_macro",
-                                  n_resamples, seed)
-            p.loc[a, b], d.loc[a, b], mc.loc[a, b] = r.p_value, r.diff, r.mcnemar_p
-    p.attrs["mcnemar"] = mc
+    d, raw, mc = p.copy(), p.copy(), p.copy()
+    seeds_used = {}
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    for a, b in pairs:
+        shared = sorted(set(runs[a]) & set(runs[b]), key=lambda s: (s is None, s))
+        # (no seed in common, e.g. a zero-shot run against a trained one: one run of each, same examples)
+        pick_a = [runs[a][s] for s in shared] or [next(iter(runs[a].values()))]
+        pick_b = [runs[b][s] for s in shared] or [next(iter(runs[b].values()))]
+        r = stats.paired_test_seeds([x.predictions for x in pick_a], [x.predictions for x in pick_b],
+                                    pick_a[0].references, pick_a[0].labels, "f1_macro", n_resamples, seed)
+        raw.loc[a, b] = raw.loc[b, a] = r.p_value
+        d.loc[a, b], d.loc[b, a] = r.diff, -r.diff
+        mc.loc[a, b] = mc.loc[b, a] = r.mcnemar_p
+        seeds_used[(a, b)] = seeds_used[(b, a)] = len(pick_a)
+    adjusted = stats.holm([raw.loc[a, b] for a, b in pairs])
+    for (a, b), q in zip(pairs, adjusted, strict=True):
+        p.loc[a, b] = p.loc[b, a] = q
+    p.attrs.update(raw=raw, mcnemar=mc, seeds=seeds_used)
     return p, d
 
 
 def curve_answers(df, target: float, cfg: ExperimentConfig | None = None, n_boot: int = 200,
                   seed: int = 0) -> dict[str, dict]:
-    """Per series with 3+ train sizes: the fitted curve and the labels needed for
-    `target`. With `cfg` (classification), the interval comes from resampling the
-    test examples (the same resample for every run, then refitting); otherwise
-    from resampling the points (seeds)."""
+    """Per series with 3+ train sizes: the ensemble learning curve
+    (curves.py), "labels needed for `target`" as a distribution over
+    resamples, the backtest without the largest size, and the next size worth
+    measuring. With `cfg` (classification) the resamples redraw the test
+    examples (the same draw for every run, then refit); otherwise the points
+    are redrawn around their intervals. Seeds are resampled as clusters."""
+    import numpy as np
+
     out = {}
     for name, g in df[df["size"] > 0].groupby("series"):
         if g["size"].nunique() < 3:
             out[name] = {"message": f"needs scores at 3+ train sizes (has {g['size'].nunique()})"}
             continue
+        g = g.sort_values(["size", "seed"])
+        points = [(int(r["size"]), None if r["seed"] != r["seed"] else int(r["seed"])) for _, r in g.iterrows()]
+        scores = g["score"].to_numpy(float)
+        sigmas = _sigmas(g)
+        if cfg is not None and cfg.task.type != "ner":
+            replicates = _replicate_scores(cfg, g, n_boot, seed)
+        else:
+            rng = np.random.default_rng(seed)
+            replicates = [scores + rng.normal(0, sigmas) for _ in range(n_boot)]
         try:
-            fit = stats.fit_curve(g["size"], g["score"])
-            replicates = None
-            if cfg is not None and cfg.task.type != "ner":
-                replicates = _replicate_scores(cfg, g, n_boot, seed)
-            need = stats.labels_needed(g["size"].tolist(), g["score"].tolist(), target, replicates=replicates)
+            answer = curves.labels_needed(points, scores, sigmas, replicates, target, seed)
         except (ValueError, RuntimeError) as e:
-            out[name] = {"message": f"no fit: {e}"}
+            out[name] = {"message": f"no curve: {e}"}
             continue
-        out[name] = {"fit": fit, "needed": need, "message": need.message}
+        check = curves.backtest(points, scores, sigmas, replicates, seed)
+        per_example, fixed = _cost_model(g)
+        suggestion = curves.next_measurement(answer, float(np.sqrt(np.mean(np.square(sigmas)))), per_example, fixed)
+        out[name] = {"answer": answer, "fit": answer.fit, "backtest": check, "suggestion": suggestion,
+                     "message": answer.message + (f" ({answer.note})" if answer.note else "")}
     return out
+
+
+def _sigmas(g):
+    """Each score's standard error, from its 95% bootstrap interval when known."""
+    import numpy as np
+
+    if {"score_low", "score_high"} <= set(g.columns) and g["score_low"].notna().all():
+        return np.maximum((g["score_high"] - g["score_low"]).to_numpy(float) / 3.92, 1e-3)
+    return np.full(len(g), 0.02)
+
+
+def _cost_model(g) -> tuple[float | None, float]:
+    """Training wall time = fixed + per_example x size, fitted to the series' runs."""
+    import numpy as np
+
+    t = g[g["train_wall_s"].notna()] if "train_wall_s" in g else g.iloc[0:0]
+    if t["size"].nunique() < 2:
+        return None, 0.0
+    slope, intercept = np.polyfit(t["size"].to_numpy(float), t["train_wall_s"].to_numpy(float), 1)
+    return (float(slope), max(float(intercept), 0.0)) if slope > 0 else (None, 0.0)
 
 
 def _replicate_scores(cfg: ExperimentConfig, g, n_boot: int, seed: int):

@@ -5,7 +5,6 @@ analysis.py) and returns a matplotlib Figure.
 """
 from __future__ import annotations
 
-from . import stats
 from .results import series_keys
 from .runspec import is_baseline_model
 
@@ -76,32 +75,63 @@ def plot_confusion(result, ax=None, normalise=True):
 
 
 def plot_curves_with_fits(df, answers: dict, target: float):
+    """Scores with their intervals on a log size axis (zero-shot drawn at the
+    left edge), each series' ensemble curve (median over resamples) with its
+    80% band where it is trusted (the measured range, and up to the
+    extrapolation limit only when the backtest passed; beyond, a dotted line
+    without a band), the target, and a legend-like list of the answers, so no
+    two labels overlap."""
+    import math
+
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    measured = sorted(s for s in df["size"].unique() if s > 0)
+    zero_x = measured[0] / 3 if measured else 1
+    notes = []
     for name, g in df.groupby("series"):
         m = g.groupby("size").agg(score=("score", "mean"), lo=("score_low", "mean"), hi=("score_high", "mean"))
-        style = "--" if is_baseline_model(g["model"].iloc[0]) else "-"
-        line = ax.errorbar(m.index, m["score"], yerr=[m["score"] - m["lo"], m["hi"] - m["score"]], fmt="o" + style,
+        xs_pts = [zero_x if s == 0 else s for s in m.index]
+        style = "--" if is_baseline_model(g["model"].iloc[0]) else ""
+        line = ax.errorbar(xs_pts, m["score"], yerr=[m["score"] - m["lo"], m["hi"] - m["score"]], fmt="o" + style,
                            capsize=3, label=name, alpha=0.9)
-        fit = answers.get(name, {}).get("fit")
-        if fit is not None:
-            xs = np.linspace(max(1, min(fit.sizes) * 0.8), max(fit.sizes) * stats.MAX_EXTRAPOLATION, 200)
-            ax.plot(xs, stats.power_law(xs, fit.a, fit.b, fit.c), ":", color=line[0].get_color(),
-                    label=f"{name}: fit, plateau {fit.a:.2f}")
-            need = answers[name]["needed"]
-            if need.size is not None:
-                ax.axvline(need.size, color=line[0].get_color(), alpha=0.4)
-                ax.annotate(f"{need.size:,.0f} labels for {target:.2f}", (need.size, target),
-                            textcoords="offset points", xytext=(4, -12), fontsize=8)
+        colour = line[0].get_color()
+        a = answers.get(name, {})
+        ans = a.get("answer")
+        if ans is None:
+            continue
+        trusted_to = ans.limit if a.get("backtest") is not None and a["backtest"].trusted else max(ans.fit.sizes)
+        xs = np.geomspace(min(ans.fit.sizes), ans.limit, 120)
+        ys = np.array([[float(c.score_at(x)) for x in xs] for c in ans.curves]) if ans.curves else None
+        mid = np.median(ys, axis=0) if ys is not None else ans.fit.score_at(xs)
+        inside = xs <= trusted_to * 1.0001
+        ax.plot(xs[inside], mid[inside], "-", color=colour, lw=1.5)
+        ax.plot(xs[~inside], mid[~inside], ":", color=colour, lw=1.2)
+        if ys is not None:
+            lo, hi = np.percentile(ys, [10, 90], axis=0)
+            ax.fill_between(xs[inside], lo[inside], hi[inside], color=colour, alpha=0.15, lw=0)
+        if ans.median is not None and math.isfinite(ans.median) and ans.median <= ans.limit:
+            ax.plot([ans.median], [target], marker="|", ms=14, color=colour)
+        notes.append((colour, f"{name}: {a['message']}"))
     ax.axhline(target, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("training examples (0 = zero-shot)")
+    ax.set_xscale("log")
+    ticks = [zero_x] + list(measured)
+    ax.set_xticks(ticks, ["0"] + [f"{int(t):,}" for t in measured])
+    ax.minorticks_off()
+    ax.set_xlabel("training examples (log scale; 0 = zero-shot)")
     ax.set_ylabel("score (95% bootstrap interval)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # The answers, stacked under the plot (one line each): never on top of each other.
+    line_in = 0.22
+    fig.set_size_inches(8.5, 5 + line_in * len(notes))
+    bottom = line_in * (len(notes) + 0.5) / (5 + line_in * len(notes))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    for i, (colour, text) in enumerate(notes):
+        fig.text(0.01, bottom - (i + 0.8) * line_in / (5 + line_in * len(notes)), text, color=colour,
+                 fontsize=7, ha="left", va="center")
     return fig
 
 

@@ -13,10 +13,10 @@ import math
 import time
 from pathlib import Path
 
-from . import stats
 from .analysis import curve_answers, paired_matrix, with_intervals
 from .atomic import atomic_write_text
 from .config import ExperimentConfig
+from .curves import FAMILIES, MAX_EXTRAPOLATION
 from .paths import report_file
 from .plots import plot_cost, plot_curves_with_fits, plot_loss_curves, use_cjk_font
 from .results import collect_results, training_curves
@@ -66,6 +66,20 @@ def _sig(col, v) -> str:
     return "sig" if p.startswith("<") or float(p.lstrip("=")) < 0.05 else ""
 
 
+def _answer_item(name: str, v: dict) -> str:
+    parts = [f"<li><b>{html.escape(name)}</b>: {html.escape(v['message'])}"]
+    if "fit" in v:
+        weights = ", ".join(f"{k} {w:.2f}" for k, w in sorted(v["fit"].weights().items(), key=lambda t: -t[1]))
+        parts.append(f"<br><span class='small'>family weights: {html.escape(weights)}</span>")
+    if v.get("backtest") is not None:
+        parts.append(f"<br><i>{html.escape(v['backtest'].message)}</i>")
+    elif "fit" in v:
+        parts.append("<br><i>No backtest: it needs 4 or more train sizes (3 to fit, the largest to predict).</i>")
+    if v.get("suggestion") is not None:
+        parts.append(f"<br>Next: {html.escape(v['suggestion'].message)}.")
+    return "".join(parts) + "</li>"
+
+
 def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 1000, seed: int = 0,
                  out: Path | None = None) -> Path:
     """One self-contained HTML file (figures embedded) with all of the above."""
@@ -88,12 +102,13 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections.append("<h2>Learning curves and labels needed</h2>")
     sections.append(f'<img class="figure" alt="learning curves" src="data:image/png;base64,'
                     f'{_png(plot_curves_with_fits(df, answers, target))}">')
-    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v['message'])}"
-                    + (f" (fit: plateau {v['fit'].a:.3f}, rmse {v['fit'].rmse:.3f})" if "fit" in v else "")
-                    + "</li>" for k, v in answers.items())
-    sections.append(f"<p>Training examples needed for score = {target:.2f} (inverse power law "
-                    f"score = a - b&middot;n<sup>-c</sup> fitted to every seed's score; answers beyond "
-                    f"{stats.MAX_EXTRAPOLATION:.0f}x the largest measured size are refused):</p>"
+    items = "".join(_answer_item(k, v) for k, v in answers.items())
+    sections.append(f"<p>Training examples needed for score = {target:.2f}. The curve is an ensemble of "
+                    f"{len(FAMILIES)} monotone families ({', '.join(f.name for f in FAMILIES)}) weighted by AIC with "
+                    "each score's test-set noise; the answer's intervals come from refitting it on resamples of the "
+                    "test examples and of the seeds; answers beyond "
+                    f"{MAX_EXTRAPOLATION:.0f}x the largest measured size are not given. The backtest refits "
+                    "without the largest size and predicts it.</p>"
                     f"<ul class='answers'>{items}</ul>")
 
     sections.append("<h2>Results with confidence intervals</h2>")
@@ -104,8 +119,10 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
 
     sections.append("<h2>Paired comparisons</h2><p>Macro-F1 difference on the same test examples (row minus "
-                    "column), the paired-bootstrap p-value of that difference, and the exact McNemar p-value "
-                    "of per-example correctness; significant (bootstrap p &lt; 0.05) cells highlighted.</p>")
+                    "column; the mean over every seed both series have), the paired-bootstrap p-value of that "
+                    "difference, Holm-corrected over all the pairs at that size, and the exact McNemar p-value "
+                    "of per-example correctness (over the seed-example pairs); significant (corrected bootstrap "
+                    "p &lt; 0.05) cells highlighted.</p>")
     if cfg.task.type == "ner":
         sections.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
     else:
@@ -138,7 +155,7 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
                     f"{time.strftime('%Y-%m-%d %H:%M')}.</p>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
              "margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
-             "th{background:#f4f4f4}td.sig{background:#d8f0d8;font-weight:bold}img.figure{max-width:100%}")
+             "th{background:#f4f4f4}td.sig{background:#d8f0d8;font-weight:bold}img.figure{max-width:100%}.small{font-size:12px;color:#555}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lorasweep: {html.escape(cfg.name)}</title>"
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
     out = out or report_file(cfg.name)

@@ -1,6 +1,6 @@
-"""From points on a curve to answers: bootstrap confidence intervals over the
-test set, paired comparisons of two runs on the same test examples, and a
-saturating learning curve that says how many labels a target score needs.
+"""Bootstrap confidence intervals over the test set and paired comparisons of
+runs on the same test examples (over all their seeds, Holm-corrected when
+many are made). The learning curves are curves.py's.
 """
 from __future__ import annotations
 
@@ -108,111 +108,46 @@ def paired_test(a_preds: list[str], b_preds: list[str], refs: list[str], labels:
     return PairedResult(metric, a, b, a - b, float(lo), float(hi), p, mcnemar_exact(pa == r, pb == r))
 
 
-# --- learning curves -------------------------------------------------------
-
-def power_law(n, a, b, c):
-    """A saturating learning curve: score(n) = a - b * n^(-c), a = the plateau."""
-    return a - b * np.power(n, -c)
-
-
-@dataclass
-class CurveFit:
-    a: float
-    b: float
-    c: float
-    sizes: list[int]
-    rmse: float
-
-    def score_at(self, n: float) -> float:
-        return float(power_law(n, self.a, self.b, self.c))
-
-    def size_for(self, target: float) -> float:
-        """Train size where the fitted curve reaches `target`; inf if it never does."""
-        if target >= self.a:
-            return math.inf
-        return float((self.b / (self.a - target)) ** (1 / self.c))
-
-
-def fit_curve(sizes, scores) -> CurveFit:
-    """Least-squares inverse power law through (size, score) points (sizes > 0;
-    several scores per size, e.g. seeds, are all used). Needs 3 distinct sizes."""
-    from scipy.optimize import curve_fit
-
-    x = np.asarray(sizes, dtype=float)
-    y = np.asarray(scores, dtype=float)
-    keep = x > 0
-    x, y = x[keep], y[keep]
-    if len(set(x)) < 3:
-        raise ValueError("a learning curve needs scores at 3 or more train sizes")
-    top = float(y.max())
-    p0 = (min(1.0, top + 0.05), max(1e-3, top - float(y.min()) + 0.1) * float(x.min()) ** 0.5, 0.5)
-    params, _ = curve_fit(power_law, x, y, p0=p0, bounds=([0.0, 0.0, 0.01], [1.0, np.inf, 3.0]), maxfev=20000)
-    a, b, c = (float(v) for v in params)
-    rmse = float(np.sqrt(np.mean((power_law(x, a, b, c) - y) ** 2)))
-    return CurveFit(a, b, c, sorted({int(v) for v in x}), rmse)
-
-
-@dataclass
-class LabelsNeeded:
-    target: float
-    size: float | None            # None when refused
-    low: float | None             # bootstrap interval of the size
-    high: float | None
-    plateau: float
-    message: str
-
-
-MAX_EXTRAPOLATION = 4.0   # answer for sizes up to this many times the largest measured
-
-
-def labels_needed(sizes, scores, target: float, n_boot: int = 200, seed: int = 0,
-                  replicates: list[list[float]] | None = None) -> LabelsNeeded:
-    """How many training examples the fitted curve needs to reach `target`, with
-    a 95% interval from refitting: on `replicates` (the scores recomputed on
-    bootstrap resamples of the test set, one list per resample) when given,
-    else on bootstrap resamples of the points (seeds). Refuses to answer beyond
-    MAX_EXTRAPOLATION x the largest measured size, or when the curve's plateau
-    is below the target."""
-    fit = fit_curve(sizes, scores)
-    largest = max(fit.sizes)
-    limit = MAX_EXTRAPOLATION * largest
-    n = fit.size_for(target)
-    x, y = np.asarray(sizes, float), np.asarray(scores, float)
+def paired_test_seeds(a_runs: list[list[str]], b_runs: list[list[str]], refs: list[str], labels: list[str],
+                      metric: str = "f1_macro", n_resamples: int = 2000, seed: int = 0) -> PairedResult:
+    """A vs B over every seed they share: the difference is the mean over
+    seeds of (metric of A's run - metric of B's run) on the same test
+    examples; the bootstrap redraws the test examples (the same draw for
+    every seed); McNemar pools the (seed, example) pairs."""
+    enc_a = [_encode(p, refs, labels)[0] for p in a_runs]
+    enc_b = [_encode(p, refs, labels)[0] for p in b_runs]
+    _, r, k = _encode(a_runs[0], refs, labels)
+    fn = METRICS[metric]
+    a = float(np.mean([fn(p, r, k) for p in enc_a]))
+    b = float(np.mean([fn(p, r, k) for p in enc_b]))
     rng = np.random.default_rng(seed)
-    boots = []
-    if replicates is not None:
-        samples = [(x, np.asarray(rep, float)) for rep in replicates]
+    n = len(r)
+    diffs = np.empty(n_resamples)
+    for i in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        diffs[i] = np.mean([fn(pa[idx], r[idx], k) - fn(pb[idx], r[idx], k) for pa, pb in zip(enc_a, enc_b,
+                                                                                              strict=True)])
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    if a == b and not diffs.any():
+        p = 1.0
     else:
-        samples = []
-        for _ in range(n_boot):
-            idx = rng.integers(0, len(x), len(x))
-            samples.append((x[idx], y[idx]))
-    for xs, ys in samples:
-        if len(set(xs[xs > 0])) < 3:
-            continue
-        try:
-            boots.append(fit_curve(xs, ys).size_for(target))
-        except (ValueError, RuntimeError):
-            continue
-    lo = hi = None
-    if boots:
-        # A resample whose curve never reaches the target counts as an infinite size.
-        arr = np.sort(np.asarray(boots))
-        lo = float(arr[int(0.025 * (len(arr) - 1))])
-        hi = float(arr[int(math.ceil(0.975 * (len(arr) - 1)))])
-    if math.isinf(n):
-        return LabelsNeeded(target, None, lo, hi, fit.a,
-                            f"not reached: the fitted curve levels off at {fit.a:.3f} < {target:.3f}")
-    if n > limit:
-        return LabelsNeeded(target, None, lo, hi, fit.a,
-                            f"beyond the data: the fit puts it near {n:,.0f} examples, more than "
-                            f"{MAX_EXTRAPOLATION:.0f}x the largest size measured ({largest}); not extrapolating")
-    interval = ""
-    if lo is not None and math.isfinite(hi):
-        interval = f" (95% interval {lo:,.0f}-{hi:,.0f})"
-    elif lo is not None and math.isfinite(lo):
-        interval = f" (95% interval from {lo:,.0f} up: in some resamples the curve never reaches {target:.2f})"
-    return LabelsNeeded(target, n, lo, hi, fit.a, f"about {n:,.0f} training examples{interval}")
+        side = np.mean(diffs <= 0) if a - b >= 0 else np.mean(diffs >= 0)
+        p = min(1.0, 2 * float(side))
+    mc = mcnemar_exact(np.concatenate([pa == r for pa in enc_a]), np.concatenate([pb == r for pb in enc_b]))
+    return PairedResult(metric, a, b, a - b, float(lo), float(hi), p, mc)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error over all of them):
+    the i-th smallest is multiplied by (m - i), then made monotone, capped at 1."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def bootstrap_ner_ci(pred_sets: list[set], gold_sets: list[set], n_resamples: int = 1000, seed: int = 0,
