@@ -78,7 +78,7 @@ def test_report_is_self_contained_html(experiment):
     assert page.count('src="data:image/png;base64,') == 2 and "http" not in page.replace("http-equiv", "")
     for part in ("Learning curves and labels needed", "Results with confidence intervals", "Paired comparisons",
                  "train size 160", "Cost of each point", "training examples", 'class="sig"', "80% interval",
-                 "family weights", "The extrapolation", "Next: measure n=", "Holm-corrected"):
+                 "family weights", "The extrapolation", "Suggestion: measure n=", "Holm-corrected"):
         assert part in page
 
 

@@ -76,7 +76,7 @@ def _answer_item(name: str, v: dict) -> str:
     elif "fit" in v:
         parts.append("<br><i>No backtest: it needs 4 or more train sizes (3 to fit, the largest to predict).</i>")
     if v.get("suggestion") is not None:
-        parts.append(f"<br>Next: {html.escape(v['suggestion'].message)}.")
+        parts.append(f"<br>Suggestion: {html.escape(v['suggestion'].message)}.")
     return "".join(parts) + "</li>"
 
 
