@@ -19,7 +19,8 @@ from .config import ExperimentConfig
 from .curves import FAMILIES, MAX_EXTRAPOLATION
 from .paths import report_file
 from .plots import plot_cost, plot_curves_with_fits, plot_loss_curves, use_cjk_font
-from .results import collect_results, training_curves
+from .results import baseline_rows, collect_results, training_curves
+from .runspec import is_baseline_model
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,27 @@ def _sig(col, v) -> str:
     return "sig" if p.startswith("<") or float(p.lstrip("=")) < 0.05 else ""
 
 
+def _verdicts(df, matrices: dict, answers: dict, target: float) -> str:
+    """In words: the best LLM series at each size against the runner-up (corrected
+    paired test), then each series' labels needed for the target."""
+    llm = df[~baseline_rows(df)]
+    lines = []
+    for size, (p, d) in matrices.items():
+        means = llm[llm["size"] == size].groupby("series")["score"].mean().sort_values(ascending=False)
+        if len(means) < 2:
+            continue
+        best, second = means.index[0], means.index[1]
+        q = p.loc[best, second]
+        verdict = "a significant lead" if q < 0.05 else "not a significant lead"
+        lines.append(f"<li>{size:,} examples: <b>{html.escape(best)}</b> {means.iloc[0]:.3f} vs "
+                     f"{html.escape(second)} {means.iloc[1]:.3f} (difference {d.loc[best, second]:+.3f}, "
+                     f"Holm-corrected p{'<0.001' if q < 0.001 else f'={q:.3f}'}: {verdict})</li>")
+    for name, v in answers.items():
+        if not is_baseline_model(name.split(" / ")[0]):
+            lines.append(f"<li>{html.escape(name)} for {target:.2f}: {html.escape(v['message'])}</li>")
+    return f"<ul class='answers'>{''.join(lines)}</ul>" if lines else "<p>(one model only)</p>"
+
+
 def _answer_item(name: str, v: dict) -> str:
     parts = [f"<li><b>{html.escape(name)}</b>: {html.escape(v['message'])}"]
     if "fit" in v:
@@ -99,6 +121,9 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
                 f"decoding {', '.join(cfg.eval.decodings)}. Score = "
                 f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
                 f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
+    sizes = sorted(int(s) for s in df["size"].unique() if s > 0)
+    matrices = {} if cfg.task.type == "ner" else {n: paired_matrix(cfg, df, n, seed=seed) for n in sizes}
+    sections.append("<h2>Which model, how many labels</h2>" + _verdicts(df, matrices, answers, target))
     sections.append("<h2>Learning curves and labels needed</h2>")
     sections.append(f'<img class="figure" alt="learning curves" src="data:image/png;base64,'
                     f'{_png(plot_curves_with_fits(df, answers, target))}">')
@@ -126,8 +151,7 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     if cfg.task.type == "ner":
         sections.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
     else:
-        for size in sorted(s for s in df["size"].unique() if s > 0):
-            p, d = paired_matrix(cfg, df, int(size), seed=seed)
+        for size, (p, d) in matrices.items():
             if len(p) < 2:
                 continue
             cell = p.copy().astype(object)
