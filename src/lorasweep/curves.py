@@ -310,7 +310,8 @@ class Backtest:
 def backtest(points, scores, sigmas, replicates, seed: int = 0, tolerance: float = 0.03) -> Backtest | None:
     """Refit without the largest size, predict its score, compare with the
     measured one; the error's 95% interval from the same resamples. None when
-    fewer than 3 sizes would remain."""
+    fewer than 3 sizes would remain. Trusted: |error| <= max(tolerance, 2 s.e.
+    of the measured score)."""
     sizes = np.array([p[0] for p in points], float)
     largest = sizes.max()
     keep = [i for i, (n, _) in enumerate(points) if 0 < n < largest]
@@ -333,7 +334,10 @@ def backtest(points, scores, sigmas, replicates, seed: int = 0, tolerance: float
         errors.append(float(f.score_at(largest)) - float(rep[held].mean()))
     err = predicted - measured
     lo, hi = (_pct(np.asarray(errors), 0.025), _pct(np.asarray(errors), 0.975)) if errors else (err, err)
-    trusted = abs(err) <= tolerance or lo <= 0 <= hi
+    # Trusted when the prediction lands within the measurement's own noise (two s.e. of the held-out
+    # score, at least `tolerance`): a wide interval of the error alone earns nothing.
+    held_se = 0.0 if sigmas is None else float(np.sqrt(np.mean(np.square([sigmas[i] for i in held])) / len(held)))
+    trusted = abs(err) <= max(tolerance, 2 * held_se)
     verdict = ("The extrapolation earned trust on this experiment" if trusted
                else "The extrapolation did not earn trust on this experiment: read its answers as rough guides")
     msg = (f"{verdict}: fitted without the largest size ({int(largest):,}), the curve predicted {predicted:.3f} there; "

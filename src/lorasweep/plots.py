@@ -113,7 +113,7 @@ def plot_curves_with_fits(df, answers: dict, target: float):
             ax.fill_between(xs[inside], lo[inside], hi[inside], color=colour, alpha=0.15, lw=0)
         if ans.median is not None and math.isfinite(ans.median) and ans.median <= ans.limit:
             ax.plot([ans.median], [target], marker="|", ms=14, color=colour)
-        notes.append((colour, f"{name}: {a['message']}"))
+        notes.append((colour, f"{name}: {ans.message}"))
     ax.axhline(target, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ticks = [zero_x] + list(measured)

@@ -81,7 +81,7 @@ def _verdicts(df, matrices: dict, answers: dict, target: float) -> str:
         verdict = "a significant lead" if q < 0.05 else "not a significant lead"
         lines.append(f"<li>{size:,} examples: <b>{html.escape(best)}</b> {means.iloc[0]:.3f} vs "
                      f"{html.escape(second)} {means.iloc[1]:.3f} (difference {d.loc[best, second]:+.3f}, "
-                     f"Holm-corrected p{'<0.001' if q < 0.001 else f'={q:.3f}'}: {verdict})</li>")
+                     f"Holm-corrected p{'&lt;0.001' if q < 0.001 else f'={q:.3f}'}: {verdict})</li>")
     for name, v in answers.items():
         if not is_baseline_model(name.split(" / ")[0]):
             lines.append(f"<li>{html.escape(name)} for {target:.2f}: {html.escape(v['message'])}</li>")
