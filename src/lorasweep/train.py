@@ -120,8 +120,9 @@ class TrainProgress:
             return
         self.loss = next((r["loss"] for r in reversed(records) if "loss" in r), self.loss)
         if self.bar is None:
-            self.bar = tqdm(total=last["total_steps"], desc=f"  {self.run.run_id}", unit="step", leave=False,
-                            dynamic_ncols=True)
+            # initial: steps done before the bar existed do not count towards its rate
+            self.bar = tqdm(total=last["total_steps"], initial=last["current_steps"], desc=f"  {self.run.run_id}",
+                            unit="step", leave=False, dynamic_ncols=True)
         self.bar.n = last["current_steps"]
         loss = f"loss {self.loss:.4f}, " if self.loss is not None else ""   # (the last record has none)
         self.bar.set_postfix_str(f"{loss}left {last.get('remaining_time') or '?'}", refresh=False)
