@@ -41,3 +41,12 @@ def atomic_write_pickle(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def recorded(path: Path, key: Any) -> dict | None:
+    """A JSON record written earlier with this "key" (a cache of slow work), else None."""
+    try:
+        old = read_json(path) if path.is_file() else None
+    except (ValueError, OSError):
+        return None
+    return old if isinstance(old, dict) and old.get("key") == key else None

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 
 from . import tools
-from .atomic import atomic_write_json, read_json
+from .atomic import atomic_write_json, recorded
 from .config import ConfigError, ExperimentConfig, ModelSpec
 from .envscripts import script
 from .models import resolve_model_path
@@ -54,13 +54,8 @@ def count_tokens(cfg: ExperimentConfig, model: ModelSpec, inputs: dict) -> dict:
     key = hashlib.sha256(json.dumps([str(path), model.template, cutoff, inputs], ensure_ascii=False)
                          .encode()).hexdigest()[:16]
     out = lengths_file(cfg.name, model.name)
-    if out.is_file():
-        try:
-            old = read_json(out)
-            if old.get("key") == key:
-                return old
-        except (ValueError, OSError):
-            pass
+    if (old := recorded(out, key)) is not None:
+        return old
     proc = subprocess.run([str(tools.train_python(cfg)), script("token_lengths.py"), str(path), model.template,
                            str(cutoff)], input=json.dumps(inputs, ensure_ascii=False), env=tools.child_env(),
                           capture_output=True, text=True, timeout=1800)

@@ -20,7 +20,7 @@ import subprocess
 import urllib.request
 
 from . import tools
-from .atomic import atomic_write_json, read_json
+from .atomic import atomic_write_json, read_json, recorded
 from .config import ExperimentConfig, ModelSpec
 from .envscripts import script
 from .models import resolve_model_path
@@ -50,13 +50,8 @@ def encode_template(cfg: ExperimentConfig, model: ModelSpec, prompt: str, answer
     key = {"template": model.template, "model": model.path, "prompt": prompt, "answer": answer,
            "model_mtime": (path / "config.json").stat().st_mtime if (path / "config.json").is_file() else None}
     out = template_file(cfg.name, model.name)
-    if out.is_file():
-        try:
-            old = read_json(out)
-            if old.get("key") == key:
-                return old
-        except (ValueError, OSError):
-            pass
+    if (old := recorded(out, key)) is not None:
+        return old
     python = tools.train_python(cfg)
     if not python.is_file():
         raise RuntimeError(f"no training-environment python at {python} to encode the template with "
