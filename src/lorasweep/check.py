@@ -67,13 +67,14 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             warnings.append(f"{src}: {len(missing)} of {len(examples)} example(s) name an entity that does not "
                             f"occur in the text (masked entities?), e.g. {_show(missing[0])}; they are used as "
                             "they are")
+    distinct = []
     for name, rows in ((src, examples), (cfg.data.test_file, test)):
         kept, dropped, conflicting = dedupe(rows)
+        distinct.append(kept)
         if dropped:
             warnings.append(f"{name}: {len(dropped)} duplicate example(s) ({conflicting} with another label than "
                             f"the first), e.g. {_show(dropped[0])}; each is kept once (its first occurrence)")
-    examples = dedupe(examples)[0]
-    test = dedupe(test)[0]
+    examples, test = distinct
     if test:
         overlap = {example_key(ex) for ex in test} & {example_key(ex) for ex in examples}
         if overlap:

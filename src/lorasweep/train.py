@@ -230,8 +230,8 @@ def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, li
     for r in runs:
         if not r.is_trained():
             continue
-        old = read_json(r.trained_marker).get("fingerprint")
-        if not old or old == fingerprint(cfg, r):
+        record = read_json(r.trained_marker)
+        if not record.get("fingerprint") or record["fingerprint"] == fingerprint(cfg, r):
             continue
         try:
             before = yaml.safe_load(r.train_yaml.read_text()) or {}
@@ -240,8 +240,9 @@ def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, li
         now = resolved_train_yaml(cfg, r)
         diff = [f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(before) | set(now))
                 if k not in tools.PLACE_TRAIN_KEYS and before.get(k) != now.get(k)]
-        if cfg.model(r.model).path != read_json(r.trained_marker).get("model_path", cfg.model(r.model).path):
-            diff.append(f"model: {read_json(r.trained_marker).get('model_path')} -> {cfg.model(r.model).path}")
+        declared = cfg.model(r.model).path
+        if record.get("model_path", declared) != declared:
+            diff.append(f"model: {record['model_path']} -> {declared}")
         out[r] = diff or [f"its training data ({r.train_file.name}) changed"]
     return out
 
