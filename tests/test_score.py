@@ -15,27 +15,50 @@ from lorasweep.plan import eval_runs
 from lorasweep.score import score_runs
 from lorasweep.splits import prepare_data
 
+# The chat template of the stand-in model: the fake server reads the user's
+# message back out of the rendered text between <u> and </u>.
+TEMPLATE = "{{ bos_token }}<u>{{ messages[0]['content'] }}</u>{% if add_generation_prompt %}<a>{% endif %}"
+
 
 class FakeServer:
+    """Answers chat requests, and completions requests of prompts rendered with TEMPLATE
+    (a list of prompts per request); `requests` holds one chat-shaped body per prompt."""
+
     def __init__(self, answer):
         self.requests = []
+        self.http_requests = 0
         outer = self
 
         class H(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if "prompt" in body:   # a completions request: one chat-shaped body per prompt
+                    rest = {k: v for k, v in body.items() if k != "prompt"}
+                    prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+                    assert all(p.startswith("<s><u>") and p.endswith("</u><a>") for p in prompts), prompts
+                    bodies = [{**rest, "messages": [{"role": "user", "content": p[len("<s><u>"):-len("</u><a>")]}]}
+                              for p in prompts]
+                else:
+                    bodies = [body]
                 try:
-                    text = answer(body)
+                    texts = [answer(b) for b in bodies]
                 except RuntimeError:
                     self.send_response(400)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                outer.requests.append((self.headers.get("Authorization"), body))
-                out = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                               "message": {"role": "assistant", "content": text}}],
-                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                outer.http_requests += 1
+                outer.requests += [(self.headers.get("Authorization"), b) for b in bodies]
+                if "prompt" in body:
+                    out = {"id": "x", "object": "text_completion", "created": 0, "model": body["model"],
+                           "choices": [{"index": i, "finish_reason": "stop", "text": t, "logprobs": None}
+                                       for i, t in enumerate(texts)]}
+                else:
+                    out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": texts[0]}}]}
+                out["usage"] = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+                out = json.dumps(out).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -53,9 +76,15 @@ class FakeServer:
         self.httpd.shutdown()
 
 
-@pytest.fixture
-def cfg(sandbox):
-    c = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10]))
+@pytest.fixture(params=["completions", "chat"])
+def cfg(sandbox, request):
+    model = sandbox / "model"
+    model.mkdir()
+    (model / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}}))
+    (model / "chat_template.jinja").write_text(TEMPLATE)
+    c = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10],
+                                     models=[{"name": "m1", "path": str(model), "template": "gemma"}],
+                                     eval={"api": request.param, "batch_size": 7}))
     prepare_data(c)
     # What `check` / eval record from LLaMA-Factory's gemma template: answers end at <end_of_turn> (106).
     m = c.models[0]
@@ -89,6 +118,11 @@ def test_scores_every_example_with_stop_ids_and_key(cfg, monkeypatch):
     finally:
         srv.close()
     assert len(srv.requests) == 2 * len(test)
+    if cfg.eval.api == "completions":   # 7 prompts a request, the template's own <s> not doubled
+        assert srv.http_requests == 2 * -(-len(test) // 7)
+        assert all(b["add_special_tokens"] is False for _, b in srv.requests)
+    else:
+        assert srv.http_requests == 2 * len(test)
     auth, body = srv.requests[0]
     assert auth == "Bearer secret"
     assert body["temperature"] == 0 and body["stop_token_ids"] == [106]
@@ -142,6 +176,7 @@ def test_scoring_resumes_where_it_stopped(cfg):
 
     srv = FakeServer(flaky_answer)
     cfg.eval.concurrency = 1
+    cfg.eval.batch_size = 5   # completions: the first request's 5 answers come back, the second's do not
     try:
         with pytest.raises(Exception):   # noqa: B017 - whatever the client raises when the server dies
             score_runs(cfg, [run], test, srv.url, "k")
@@ -185,3 +220,16 @@ def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
     assert compute_cap() == 32 and choose_concurrency(cfg, 5000, 100, kv_cache_tokens=10 ** 7) == 32
     fixed = load_config(cfg.path, set_args=["eval.concurrency=3"])
     assert choose_concurrency(fixed, 1000, 100, kv_cache_tokens=10 ** 7) == 3
+
+
+def test_client_processes_and_their_share_of_concurrency(sandbox):
+    from lorasweep.score import choose_concurrency, client_processes
+
+    c = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    assert client_processes(c, 8, on_gpu=False) == 1
+    assert client_processes(c, 8, on_gpu=True) == 4 and client_processes(c, 2, on_gpu=True) == 2
+    c.eval.client_processes = 3
+    assert client_processes(c, 8, on_gpu=False) == 3 and client_processes(c, 1, on_gpu=True) == 1
+    c.eval.concurrency = 64
+    assert choose_concurrency(c, 1000, 100, None, share=4) == 16
+    assert choose_concurrency(c, 10, 100, None, share=4) == 10

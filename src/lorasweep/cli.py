@@ -159,6 +159,8 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoding", nargs="+", choices=("free", "constrained"),
                     help="decoding modes to score (default: eval.decoding of the experiment)")
     ap.add_argument("--kv-cache-tokens", type=int, help="the server's KV cache size, for eval.concurrency: auto")
+    ap.add_argument("--share", type=int, default=1,
+                    help="client processes scoring this server at once (each takes this share of concurrency)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -179,7 +181,7 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
         return 2
     api_key = os.environ.get(tools.API_KEY_ENV, "EMPTY")
     score_runs(cfg, runs, load_test(cfg), args.base_url, api_key, decodings=args.decoding,
-               kv_cache_tokens=args.kv_cache_tokens)
+               kv_cache_tokens=args.kv_cache_tokens, share=max(1, args.share))
     return 0
 
 

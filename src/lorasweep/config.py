@@ -186,6 +186,14 @@ class EvalSpec(_Strict):
         default="auto", description="requests in flight per server; auto: as many as the server's KV cache holds "
                                     "at once (capped at 256 on a GPU, 16 per core on a CPU, and at the number of "
                                     "requests)")
+    api: Literal["completions", "chat"] = Field(
+        default="completions", description="completions: the client renders the chat template the server was given "
+                                           "(parity proves the token ids equal) and sends batch_size prompts per "
+                                           "request; chat: one chat request per prompt")
+    batch_size: int = Field(default=32, ge=1, description="prompts per completions request")
+    client_processes: int | Literal["auto"] = Field(
+        default="auto", description="scoring client processes per server, each taking a share of the runs; auto: "
+                                    "1 on a CPU, up to 4 on a GPU")
     tune_server: bool = Field(default=True, description="lorasweep's throughput settings (on a CPU a KV block size "
                               "small enough for prefix caching to hit the shared instruction and LoRA kernels "
                               "that do not copy each token's adapter weights (same outputs); all of a model's "
@@ -209,11 +217,11 @@ class EvalSpec(_Strict):
                                 description="GPUs given to each base model's server (tensor parallel); "
                                             "different base models are served at once on the rest")
 
-    @field_validator("concurrency")
+    @field_validator("concurrency", "client_processes")
     @classmethod
-    def _concurrency(cls, v):
+    def _at_least_one(cls, v, info):
         if isinstance(v, int) and v < 1:
-            raise ValueError("concurrency must be at least 1 (or auto)")
+            raise ValueError(f"{info.field_name} must be at least 1 (or auto)")
         return v
 
     @field_validator("decoding")

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from . import tools
 from .atomic import atomic_write_json
 from .baselines import run_baselines
+from .chat import adapters_template, render_user_turn
 from .check import preflight
 from .config import ExperimentConfig, ModelSpec
 from .executor import run_jobs, where_jobs_run
-from .parity import compare, encode_template, served_prompt_ids, stop_token_ids
+from .parity import compare, encode_template, served_completion_ids, served_prompt_ids, stop_token_ids
 from .paths import checkout_root, lock_file, parity_file, server_log
 from .plan import baseline_runs, eval_runs
 from .procs import ExperimentLock, install_cleanup
 from .prompts import render_prompt
 from .results import collect_results
 from .runspec import RunSpec
+from .score import client_processes, served_template
 from .serve import ServerError, VLLMServer, kv_cache_tokens
 from .splits import load_test
 
@@ -127,9 +129,7 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
     mid-scoring) and score until every run is scored. Returns why it stopped
     short, or None."""
     adapters = {r.run_id: r.adapter_dir for r in runs if not r.is_base}
-    # Every adapter of a model was trained with the same template; its
-    # chat_template.jinja is what LLaMA-Factory trained on (train/serve parity).
-    chat_template = next((r.chat_template for r in trained if r.chat_template.is_file()), None)
+    chat_template = adapters_template(trained)   # what LLaMA-Factory trained on (train/serve parity)
     rank = int(cfg.train_args(model.name).get("lora_rank", 8))
     attempts = 1 + cfg.eval.server_restarts
     failure = None
@@ -191,21 +191,51 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trai
         served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
     except OSError as e:   # urllib's HTTPError / URLError
         raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
-    report = compare(trained, served, stop_token_ids(model, trained))
+    completion = None
+    if cfg.eval.api == "completions":   # the text scoring will send, rendered here as its client renders it
+        template, tokens = served_template(cfg, model, [trained_run])
+        try:
+            completion = served_completion_ids(srv.base_url, srv.api_key, name,
+                                               render_user_turn(template, tokens, prompt))
+        except OSError as e:
+            raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
+    report = compare(trained, served, stop_token_ids(model, trained), completion)
     out = parity_file(cfg.name, model.name)
     atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
     if not report["ok"]:
         raise ParityError(f"train/serve parity failed (see {out}): prompt identical: {report['prompt_identical']} "
                           f"(first difference at token {report['first_difference_at']}), answer end token "
                           f"{report['answer_end_token']} in stop_token_ids {report['stop_token_ids']}: "
-                          f"{report['stops_at_answer_end']}")
-    log.info("parity %s: the served prompt is the trained one (%d tokens identical); answers end at token %s",
-             model.name, report["prompt_tokens"], report["answer_end_token"])
+                          f"{report['stops_at_answer_end']}"
+                          + (f"; the client-rendered completion prompt identical: "
+                             f"{report['completion_prompt_identical']} (first difference at token "
+                             f"{report['completion_first_difference_at']})" if completion is not None else ""))
+    log.info("parity %s: the served prompt is the trained one (%d tokens identical%s); answers end at token %s",
+             model.name, report["prompt_tokens"], ", chat and completion requests" if completion is not None else "",
+             report["answer_end_token"])
 
 
 def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec]) -> int:
+    """Score `runs` with infer_eval.py processes: the base model's run alone
+    first, then the adapters' runs split over eval.client_processes processes
+    at once. Returns the first non-zero exit code (0 when all succeeded)."""
+    base = [r for r in runs if r.is_base]
+    adapters = [r for r in runs if not r.is_base]
+    k = client_processes(cfg, len(adapters), bool(srv.gpus) or tools.has_nvidia_gpu())
+    rounds = [[base]] if base else []
+    if adapters:
+        rounds.append([adapters[i::k] for i in range(k)])
+    for groups in rounds:
+        procs = [_start_client(cfg, srv, group, len(groups)) for group in groups if group]
+        codes = [_wait(p) for p in procs]
+        if any(codes):
+            return next(c for c in codes if c)
+    return 0
+
+
+def _start_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec], share: int) -> subprocess.Popen:
     argv = [sys.executable, str(checkout_root() / "infer_eval.py"), str(cfg.path), "--base-url", srv.base_url,
-            "--runs", *[r.run_id for r in runs]]
+            "--runs", *[r.run_id for r in runs], "--share", str(share)]
     kv = kv_cache_tokens(srv.log_path)
     if kv:
         argv += ["--kv-cache-tokens", str(kv)]
@@ -215,7 +245,10 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
                           LANGCHAIN_OPENAI_TCP_KEEPALIVE="0")
     # The client inherits our terminal so its progress bar shows; it ends
     # before the server is stopped.
-    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    return subprocess.Popen(argv, env=env, start_new_session=True)
+
+
+def _wait(proc: subprocess.Popen) -> int:
     try:
         return proc.wait()
     finally:

