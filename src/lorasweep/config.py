@@ -184,7 +184,7 @@ class EvalSpec(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="answer length cap; default from the longest label")
     concurrency: int | Literal["auto"] = Field(
         default="auto", description="requests in flight per server; auto: as many as the server's KV cache holds "
-                                    "at once (capped at 256 on a GPU, 16 per core on a CPU, and at the number of "
+                                    "at once (capped at 1024 on a GPU, 16 per core on a CPU, and at the number of "
                                     "requests)")
     api: Literal["completions", "chat"] = Field(
         default="completions", description="completions: the client renders the chat template the server was given "

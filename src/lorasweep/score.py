@@ -109,7 +109,8 @@ def make_completion_client(cfg: ExperimentConfig, base_url: str, api_key: str, m
         http_client=_http_client(cfg))
 
 
-MAX_AUTO_CONCURRENCY = 256
+MAX_AUTO_CONCURRENCY = 1024   # prompts in flight on a GPU (vLLM batches up to its max_num_seqs)
+MAX_CHAT_THREADS = 256       # eval.api: chat holds one thread per request in flight
 CPU_REQUESTS_PER_CORE = 16
 TEMPLATE_TOKENS = 32   # room for the chat template around a prompt
 
@@ -142,7 +143,7 @@ MAX_AUTO_PROCESSES = 4
 
 
 def compute_cap() -> int:
-    """Most requests worth having in flight: on a GPU, 256; on a CPU the
+    """Most prompts worth having in flight: on a GPU, 1024; on a CPU the
     engine's compute is the limit long before its KV cache (measured on 2
     cores, 1600 requests: 256 in flight 3.8 req/s, 32 in flight 5.8 req/s),
     so 16 per core."""
@@ -274,6 +275,8 @@ def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: 
     longest = max(len(p) for texts in prompts.values() for p in texts)
     in_flight = choose_concurrency(cfg, todo, longest, kv_cache_tokens, share)
     workers = max(1, -(-in_flight // batch))   # requests in flight, each `batch` prompts
+    if batch == 1:
+        workers = min(workers, MAX_CHAT_THREADS)
     log.info("score %s: %d prompt(s), %d in flight (%s)%s", model.name, todo, in_flight,
              f"{workers} request(s) of up to {batch}" if batch > 1 else "one per request",
              f"; the server's KV cache holds {kv_cache_tokens:,} tokens" if kv_cache_tokens and

@@ -62,3 +62,8 @@ def test_bundle_made_and_installed_offline(tmp_path):
     home_env = str(tmp_path / "home" / "envs" / "harness")
     assert yaml_at.startswith(home_env) and tqdm_at.startswith(home_env)   # from the bundle
     assert not pandas_at.startswith(home_env)                             # the target's own
+    # Later runs (every shell script calls setup.sh) remember the bundle: nothing rebuilt, still offline.
+    again = subprocess.run(["bash", str(ROOT / "shell" / "setup.sh"), "harness"], capture_output=True, text=True,
+                           env=offline, timeout=300)
+    assert again.returncode == 0 and "harness environment ready" in again.stderr, again.stderr[-2000:]
+    assert "creating" not in again.stderr

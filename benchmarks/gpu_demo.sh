@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole GPU path on a machine with no internet, as a user takes it:
+# install from the offline bundle, then the demo with lorasweep's own scripts,
+# then the scoring benchmark on the demo's adapters.
+#   bash benchmarks/gpu_demo.sh <bundle pieces folder> <log folder> [--set KEY=VALUE ...]
+# Each step's log goes to <log folder>/<step>.log and its seconds to times.txt;
+# a failing step stops the rest. docs/gpu.md shows what it measured.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+pieces=$1; logs=$2; shift 2
+mkdir -p "$logs"
+cd "$ROOT"
+step() {  # name, command...
+  local name=$1 t0; shift; t0=$(date +%s)
+  echo "$(date +%H:%M:%S) $name: $*" >> "$logs/times.txt"
+  "$@" > "$logs/$name.log" 2>&1
+  local rc=$?
+  echo "$(date +%H:%M:%S) $name: $(( $(date +%s) - t0 )) s, exit $rc" >> "$logs/times.txt"
+  [ $rc -eq 0 ] || { echo "$name failed; see $logs/$name.log" >> "$logs/times.txt"; exit $rc; }
+}
+nvidia-smi -L > "$logs/gpus.txt"
+step setup bash shell/setup.sh --bundle "$pieces" all
+step train bash shell/train.sh experiments/demo.yaml "$@"
+step eval bash shell/eval.sh experiments/demo.yaml "$@"
+step report bash shell/report.sh experiments/demo.yaml "$@"
+step bench bash benchmarks/run.sh eval_throughput.py --reps 1 "$@"
+echo "$(date +%H:%M:%S) all done" >> "$logs/times.txt"
