@@ -10,12 +10,20 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 pieces=$1; logs=$2; shift 2
 mkdir -p "$logs"
 cd "$ROOT"
+# What comes back from the machine: logs, run folders without weights, results.
+collect() {
+  tar -czf "$logs/results.tgz.part" --exclude='*.safetensors' --exclude='checkpoint-*' --exclude='*.bin' \
+    --exclude='tokenizer.json' -C "$ROOT" experiments/demo benchmarks/results docs/benchmarks.md \
+    -C "$logs" --exclude=results.tgz --exclude=results.tgz.part . 2>/dev/null
+  mv "$logs/results.tgz.part" "$logs/results.tgz"
+}
 step() {  # name, command...
   local name=$1 t0; shift; t0=$(date +%s)
   echo "$(date +%H:%M:%S) $name: $*" >> "$logs/times.txt"
   "$@" > "$logs/$name.log" 2>&1
   local rc=$?
   echo "$(date +%H:%M:%S) $name: $(( $(date +%s) - t0 )) s, exit $rc" >> "$logs/times.txt"
+  collect
   [ $rc -eq 0 ] || { echo "$name failed; see $logs/$name.log" >> "$logs/times.txt"; exit $rc; }
 }
 nvidia-smi -L > "$logs/gpus.txt"
