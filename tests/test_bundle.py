@@ -25,3 +25,5 @@ def test_what_the_target_has_is_used_where_every_requirement_accepts_it(tmp_path
         {"name": "regex", "version": "1", "requires_dist": []},       # the target has none
     ]
     assert usable_from_target(closure, have, "3.12") == {"torch", "pyyaml"}
+    # A requirement file's own pin counts too: the target's PyYAML 6.0.3 does not fit ==6.0.4.
+    assert usable_from_target(closure, have, "3.12", ["PyYAML==6.0.4  "]) == {"torch"}

@@ -108,23 +108,24 @@ def target_markers(python_version: str) -> dict[str, str]:
             "implementation_version": full, "extra": ""}
 
 
-def usable_from_target(closure: list[dict], have: dict[str, str], python_version: str) -> set[str]:
+def usable_from_target(closure: list[dict], have: dict[str, str], python_version: str,
+                       top_level: list[str] = ()) -> set[str]:
     """Names in the closure the target already has in a version that every
-    requirement on it (from the closure's own distributions) accepts."""
+    requirement on it accepts: the requirement files' own lines (`top_level`)
+    and those of the closure's distributions."""
     from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
     from pip._vendor.packaging.version import InvalidVersion, Version
 
     env = target_markers(python_version)
     specs: dict[str, list] = {}
-    for dist in closure:
-        for line in dist["requires_dist"]:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue
-            if req.marker is not None and not req.marker.evaluate(env):
-                continue   # an extra not asked for, or another platform's
-            specs.setdefault(norm(req.name), []).append(req.specifier)
+    for line in [*top_level, *(x for dist in closure for x in dist["requires_dist"])]:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue   # an extra not asked for, or another platform's
+        specs.setdefault(norm(req.name), []).append(req.specifier)
     usable = set()
     for dist in closure:
         name = dist["name"]
@@ -166,7 +167,8 @@ def make(out: Path, python_version: str, platforms: list[str], serve: str, have_
     for env, names in files.items():
         log.info("resolving the %s environment (%s) for Python %s", env, ", ".join(names), python_version)
         closure = resolve([REQ / n for n in names], pip_args)
-        from_target = usable_from_target(closure, have, python_version)
+        top = [line for n in names for line in _requirement_lines(REQ / n)]
+        from_target = usable_from_target(closure, have, python_version, top)
         lock, left = [], [d["name"] for d in closure if any(fnmatch(d["name"], pat) for pat in dropped)]
         for dist in closure:
             if dist["name"] not in from_target and dist["name"] not in left:

@@ -245,6 +245,10 @@ class ExecutorSpec(_Strict):
     max_retries: int = Field(default=2, ge=0, description="a job whose Ray worker dies is run again this often")
     cpus_per_task: float | None = Field(default=None, gt=0, description="Ray CPUs per job; default 1 for a GPU job, "
                                         "a whole node's CPUs for a CPU-only job (CPU training uses every core)")
+    resources: dict[str, float] = Field(default_factory=dict,
+                                        description="custom Ray resources each job asks for, e.g. {trainer: 1} on a "
+                                                    "cluster whose nodes were started with --resources "
+                                                    "'{\"trainer\": 1}' (one job per node at a time)")
 
     @model_validator(mode="before")
     @classmethod

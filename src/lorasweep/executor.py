@@ -176,7 +176,7 @@ def _task_options(cfg: ExperimentConfig, gpus_per_job: int) -> dict:
         else:   # a CPU job takes a whole node: two CPU trainings on one machine thrash
             cpus = min(n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive", True))
     return dict(num_gpus=gpus, num_cpus=cpus, max_retries=cfg.executor.max_retries, retry_exceptions=False,
-                runtime_env={"env_vars": _worker_env()})
+                resources=dict(cfg.executor.resources), runtime_env={"env_vars": _worker_env()})
 
 
 def _ray_jobs(cfg, fn, items, gpus_per_job):
