@@ -151,10 +151,14 @@ start = time.time(); time.sleep(1.5)
                                        models=[{"name": "m1", "path": str(model), "template": "gemma"}],
                                        train={"llamafactory_cli": str(cli)}))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    _fake_nvidia_smi(tmp_path, monkeypatch, {"0": "9.0", "1": "7.0"})   # an H100 and a V100
     s = run_training(cfg)
     assert len(s.done) == 4 and not s.failed
     recs = [json.loads((r.folder() / "adapter" / "train_results.json").read_text()) for r in train_runs(cfg)]
     assert {r["gpu"] for r in recs} == {"0", "1"}
+    # bf16 where the GPU has it (recorded in the run's train.yaml), float32 on the older one
+    for r, rec in zip(train_runs(cfg), recs, strict=True):
+        assert yaml.safe_load(r.train_yaml.read_text()).get("bf16", False) is (rec["gpu"] == "0")
     # At any moment at most two ran, and two did overlap.
     events = sorted([(r["start"], 1) for r in recs] + [(r["end"], -1) for r in recs])
     running, peak = 0, 0
@@ -321,3 +325,20 @@ def test_a_models_own_train_args_override_the_experiments_for_its_runs_only(sand
                                          train={"args": {"per_device_train_batch_size": 8}}))
     assert fingerprint(plain, runs["big"]) != fingerprint(cfg, runs["big"])
     assert fingerprint(plain, runs["small"]) == fingerprint(cfg, runs["small"])
+
+
+def _fake_nvidia_smi(tmp_path, monkeypatch, caps: dict[str, str]) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    lines = "\\n".join(f"{i}, {c}" for i, c in caps.items())
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '{lines}\\n'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+
+
+def test_bf16_only_on_gpus_that_have_it(tmp_path, monkeypatch):
+    from lorasweep.tools import bf16_capable
+
+    _fake_nvidia_smi(tmp_path, monkeypatch, {"0": "9.0", "1": "7.0"})
+    assert bf16_capable(["0"]) and not bf16_capable(["1"]) and not bf16_capable(["0", "1"])
+    assert not bf16_capable([]) and not bf16_capable(["5"])

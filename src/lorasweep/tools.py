@@ -124,6 +124,26 @@ def visible_gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
 
 
+def bf16_capable(gpus: list[str]) -> bool:
+    """Whether every one of these GPUs computes in bfloat16 (compute capability
+    8.0 and up: A100, H100, L4, RTX 30xx on; not V100 or T4), by nvidia-smi."""
+    if not gpus or not shutil.which("nvidia-smi"):
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    caps = {}
+    for line in out.stdout.splitlines():
+        index, _, cap = line.partition(",")
+        try:
+            caps[index.strip()] = float(cap)
+        except ValueError:
+            continue
+    return all(caps.get(g, 0.0) >= 8.0 for g in gpus)
+
+
 def serve_backend() -> str:
     """Which serving environment to build: LORASWEEP_SERVE_BACKEND (cpu|gpu|auto), auto = gpu when one is seen."""
     backend = os.environ.get(SERVE_BACKEND_ENV, "auto")

@@ -171,6 +171,8 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     run.failed_marker.unlink(missing_ok=True)
     shutil.rmtree(run.adapter_dir, ignore_errors=True)   # a partial adapter from a killed run
     args = resolved_train_yaml(cfg, run)
+    if gpus and not any(args.get(k) for k in ("bf16", "fp16", "pure_bf16")) and tools.bf16_capable(gpus):
+        args["bf16"] = True   # on a GPU that has it; the CPU trains in float32. train.args bf16/fp16 decide otherwise
     atomic_write_text(run.train_yaml, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
     run.train_log.unlink(missing_ok=True)
     t0 = time.time()
