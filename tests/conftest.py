@@ -35,3 +35,15 @@ def sandbox(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("LORASWEEP_ROOT", str(tmp_path))
     return tmp_path
+
+
+def stand_in_trainer(tmp_path: Path, source: str) -> tuple[Path, Path]:
+    """A stand-in llamafactory-cli (the Python `source`, run by this interpreter)
+    and a model folder for it: (cli, model)."""
+    cli = tmp_path / "fake-cli"
+    cli.write_text("#!" + sys.executable + "\n" + source)
+    cli.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return cli, model

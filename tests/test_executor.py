@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_experiment
+from conftest import stand_in_trainer, write_experiment
 from lorasweep import evaluation
 from lorasweep.config import load_config
 from lorasweep.plan import train_runs
@@ -40,15 +40,7 @@ out.mkdir(parents=True, exist_ok=True)
 
 
 def _fake_cli(tmp_path):
-    import sys
-
-    cli = tmp_path / "fake-cli"
-    cli.write_text("#!" + sys.executable + "\n" + FAKE_CLI)
-    cli.chmod(0o755)
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    return cli, model
+    return stand_in_trainer(tmp_path, FAKE_CLI)
 
 
 def test_ray_executor_trains_on_a_local_loopback_cluster_and_retries_dead_workers(sandbox, tmp_path, monkeypatch):

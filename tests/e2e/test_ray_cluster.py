@@ -7,16 +7,18 @@ node (its raylet and the job's worker), and Ray runs the job again on the
 head. Every run ends trained, in the same run folders."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import write_experiment
+from conftest import stand_in_trainer, write_experiment
 from lorasweep.config import load_config
 from lorasweep.plan import train_runs
 from lorasweep.runspec import TRAINED_MARKER
@@ -55,44 +57,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _raylet_pids() -> set[int]:
-    pids = set()
+def _our_processes(temp_dir: str) -> dict[int, list[str]]:
+    """pid -> argv of every process of the cluster whose files live under temp_dir."""
+    found = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                cmd = (d / "cmdline").read_bytes().split(b"\0")[0]
+                argv = [a.decode(errors="replace") for a in (d / "cmdline").read_bytes().split(b"\0") if a]
             except OSError:
                 continue
-            if cmd.endswith(b"/raylet"):
-                pids.add(int(d.name))
-    return pids
+            if argv and any(temp_dir in a for a in argv):
+                found[int(d.name)] = argv
+    return found
+
+
+def _raylets(temp_dir: str) -> set[int]:
+    return {pid for pid, argv in _our_processes(temp_dir).items() if argv[0].endswith("/raylet")}
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A head and a worker node, 1 CPU and one SLOT each; stopped afterwards."""
+    """A head and a worker node, 1 CPU and one SLOT each, their files under a
+    temp dir of their own; only their processes are stopped afterwards (other
+    Ray clusters on this machine are left alone)."""
     ray_cli = Path(sys.executable).parent / "ray"
     plan = tmp_path / "plan"
     plan.mkdir()
+    temp_dir = tempfile.mkdtemp(prefix="lsray", dir="/tmp")   # short: Ray's socket paths must stay < 108 bytes
     # RAY_AUTH_MODE: a cluster on this machine's loopback for a test, without Ray's token authentication
     env = {**os.environ, "NODE_PLAN": str(plan), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     port = _free_port()
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", f"--resources={json.dumps({SLOT: 1})}",
               "--disable-usage-stats"]
-    before = _raylet_pids()
     try:
-        subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                       env=env, check=True, capture_output=True, timeout=180)
-        head = _raylet_pids() - before
+        subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--include-dashboard=false",
+                        f"--temp-dir={temp_dir}", *common], env=env, check=True, capture_output=True, timeout=180)
+        head = _raylets(temp_dir)
         subprocess.run([str(ray_cli), "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
                        capture_output=True, timeout=180)
-        worker = _raylet_pids() - before - head
+        worker = _raylets(temp_dir) - head
         assert len(head) == 1 and len(worker) == 1, (head, worker)
         (plan / "kill-raylet").write_text(str(next(iter(worker))))
         yield {"address": f"127.0.0.1:{port}", "plan": plan, "head": next(iter(head)),
                "worker": next(iter(worker))}
     finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120)
+        for pid in _our_processes(temp_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_two_nodes_share_the_runs_and_a_dead_nodes_job_runs_again(cluster, sandbox, tmp_path, monkeypatch):
@@ -100,12 +114,7 @@ def test_two_nodes_share_the_runs_and_a_dead_nodes_job_runs_again(cluster, sandb
 
     import ray
 
-    cli = tmp_path / "fake-cli"
-    cli.write_text("#!" + sys.executable + "\n" + FAKE_CLI)
-    cli.chmod(0o755)
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
+    cli, model = stand_in_trainer(tmp_path, FAKE_CLI)
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30, 40, 50, 60],
                                        models=[{"name": "m1", "path": str(model), "template": "gemma"}],
                                        train={"llamafactory_cli": str(cli)}),
