@@ -71,6 +71,22 @@ def _our_processes(temp_dir: str) -> dict[int, list[str]]:
     return found
 
 
+def _with_descendants(pids: set[int]) -> set[int]:
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, grew = set(pids), True
+    while grew:
+        more = {pid for pid, ppid in parent.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
 def _raylets(temp_dir: str) -> set[int]:
     return {pid for pid, argv in _our_processes(temp_dir).items() if argv[0].endswith("/raylet")}
 
@@ -101,7 +117,7 @@ def cluster(tmp_path):
         yield {"address": f"127.0.0.1:{port}", "plan": plan, "head": next(iter(head)),
                "worker": next(iter(worker))}
     finally:
-        for pid in _our_processes(temp_dir):
+        for pid in _with_descendants(set(_our_processes(temp_dir))):   # agents rename themselves "ray::..."
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
