@@ -39,8 +39,8 @@ make_env() {
   local name=$1 req=$2 post=${3:-}
   shift 3 2>/dev/null || shift $#
   local dir=$ENVS/$name stamp=$ENVS/$name/.lorasweep-stamp
-  local want; want=$(cat "$req" "$@" | sha256sum | cut -c1-16)
-  if [ -n "$BUNDLE" ]; then want=$(cat "$req" "$@" "$BUNDLE/locks/$name.txt" | sha256sum | cut -c1-16); fi
+  # (from a bundle, its lock for this environment is part of what the stamp covers)
+  local want; want=$(cat "$req" "$@" ${BUNDLE:+"$BUNDLE/locks/$name.txt"} | sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "$name environment ready ($dir)"; return 0
   fi

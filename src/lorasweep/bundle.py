@@ -144,9 +144,8 @@ def download(specs: list[str], dest: Path, pip_args: list[str], deps: bool = Fal
     if not specs:
         return
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest), *pip_args, *specs]
-    if not deps:
-        cmd.insert(5, "--no-deps")
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", *([] if deps else ["--no-deps"]),
+           "--dest", str(dest), *pip_args, *specs]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pip download failed:\n{_pip_errors(proc.stderr)}")

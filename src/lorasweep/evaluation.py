@@ -193,7 +193,7 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trai
         raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
     completion = None
     if cfg.eval.api == "completions":   # the text scoring will send, rendered here as its client renders it
-        template, tokens = served_template(cfg, model, [trained_run])
+        template, tokens = served_template(cfg, model)
         try:
             completion = served_completion_ids(srv.base_url, srv.api_key, name,
                                                render_user_turn(template, tokens, prompt))

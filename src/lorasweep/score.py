@@ -244,7 +244,7 @@ def _asker(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: di
             return out
         return ask_chat, 1
 
-    template, tokens = served_template(cfg, model, [r for r, _ in keys])
+    template, tokens = served_template(cfg, model)
     rendered = {p: [render_user_turn(template, tokens, text) for text in texts] for p, texts in prompts.items()}
     llms = {(r, d): make_completion_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
 
@@ -254,8 +254,9 @@ def _asker(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: di
     return ask_batch, cfg.eval.batch_size
 
 
-def served_template(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec]) -> tuple[str, dict[str, str]]:
-    """The chat template text the model's server was given and the tokenizer's special tokens."""
+def served_template(cfg: ExperimentConfig, model: ModelSpec) -> tuple[str, dict[str, str]]:
+    """The chat template text the model's server is given (the trained adapters', else the
+    model's own: chat.find_template) and the tokenizer's special tokens."""
     from .plan import eval_runs
 
     model_dir = resolve_model_path(model.path)
