@@ -5,6 +5,10 @@
 #   bash benchmarks/gpu_demo.sh <bundle pieces folder> <log folder> [--set KEY=VALUE ...]
 # Each step's log goes to <log folder>/<step>.log and its seconds to times.txt;
 # a failing step stops the rest. docs/gpu.md shows what it measured.
+#   STEPS          the steps, in order (default: setup train eval report bench)
+#   RUNS_PER_GPU   runs trained at once on the GPU (train.runs_per_gpu; default 8:
+#                  the demo's models use a few GiB each)
+#   BENCH_ARGS     eval_throughput.py's arguments (default: --reps 1)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 pieces=$1; logs=$2; shift 2
@@ -27,9 +31,15 @@ step() {  # name, command...
   [ $rc -eq 0 ] || { echo "$name failed; see $logs/$name.log" >> "$logs/times.txt"; exit $rc; }
 }
 nvidia-smi -L > "$logs/gpus.txt"
-step setup bash shell/setup.sh --bundle "$pieces" all
-step train bash shell/train.sh experiments/demo.yaml "$@"
-step eval bash shell/eval.sh experiments/demo.yaml "$@"
-step report bash shell/report.sh experiments/demo.yaml "$@"
-step bench bash benchmarks/run.sh eval_throughput.py --reps 1 "$@"
+read -r -a bench_args <<< "${BENCH_ARGS:---reps 1}"
+for s in ${STEPS:-setup train eval report bench}; do
+  case $s in
+    setup) step setup bash shell/setup.sh --bundle "$pieces" all ;;
+    train) step train bash shell/train.sh experiments/demo.yaml "$@" --set "train.runs_per_gpu=${RUNS_PER_GPU:-8}" ;;
+    eval) step eval bash shell/eval.sh experiments/demo.yaml "$@" ;;
+    report) step report bash shell/report.sh experiments/demo.yaml "$@" ;;
+    bench) step bench bash benchmarks/run.sh eval_throughput.py "${bench_args[@]}" "$@" ;;
+    *) echo "gpu_demo.sh: unknown step '$s'" >&2; exit 2 ;;
+  esac
+done
 echo "$(date +%H:%M:%S) all done" >> "$logs/times.txt"

@@ -158,3 +158,20 @@ def test_kv_cache_tokens_from_the_server_log(tmp_path):
     assert kv_cache_tokens(log) == 52745
     log.write_text("nothing yet\n")
     assert kv_cache_tokens(log) is None and kv_cache_tokens(tmp_path / "missing.log") is None
+
+
+def test_ray_shares_one_gpu_between_runs_only_for_single_gpu_runs(sandbox, monkeypatch):
+    import ray
+
+    from lorasweep.executor import _task_options
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 2.0})
+    assert _task_options(cfg, 1)["num_gpus"] == 1
+    assert _task_options(cfg, 1, share=4)["num_gpus"] == 0.25   # four runs on each GPU
+    assert _task_options(cfg, 2)["num_gpus"] == 2
+    with pytest.raises(ValueError, match="runs_per_gpu=2 needs train.gpus_per_run=1"):
+        _task_options(cfg, 2, share=2)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Resources": {"CPU": 16.0}, "Alive": True}])
+    assert _task_options(cfg, 1, share=4)["num_gpus"] == 0   # no GPU in the cluster: CPU jobs

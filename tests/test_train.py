@@ -3,6 +3,7 @@ the real one runs in tests/e2e."""
 import json
 import stat
 
+import pytest
 import yaml
 
 from conftest import DEMO_LABELS, write_experiment
@@ -122,8 +123,6 @@ def test_changed_training_data_is_named_as_such(sandbox, tmp_path):
 
 
 def test_gpu_groups():
-    import pytest
-
     from lorasweep.executor import gpu_groups
     assert gpu_groups([], 1) == []
     assert gpu_groups(["0", "1", "2", "3"], 1) == [["0"], ["1"], ["2"], ["3"]]
@@ -132,8 +131,20 @@ def test_gpu_groups():
         gpu_groups(["0"], 2)
 
 
-def test_runs_in_parallel_one_per_gpu(sandbox, tmp_path, monkeypatch):
-    """With 2 (pretend) GPUs, two runs train at once, each pinned to its own GPU."""
+def _peak(recs) -> int:
+    """The most runs training at one moment, from their start and end times."""
+    events = sorted([(r["start"], 1) for r in recs] + [(r["end"], -1) for r in recs])
+    running, peak = 0, 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.parametrize("share", [1, 2])
+def test_runs_in_parallel_on_the_gpus(sandbox, tmp_path, monkeypatch, share):
+    """With 2 (pretend) GPUs, two runs train at once, each pinned to its own
+    GPU; with train.runs_per_gpu=2, four (two on each GPU)."""
     cli = tmp_path / "slow-cli"
     cli.write_text("#!" + __import__("sys").executable + """
 import json, os, sys, time, yaml, pathlib
@@ -149,7 +160,7 @@ start = time.time(); time.sleep(1.5)
     (model / "config.json").write_text("{}")
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30, 40],
                                        models=[{"name": "m1", "path": str(model), "template": "gemma"}],
-                                       train={"llamafactory_cli": str(cli)}))
+                                       train={"llamafactory_cli": str(cli), "runs_per_gpu": share}))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     _fake_nvidia_smi(tmp_path, monkeypatch, {"0": "9.0", "1": "7.0"})   # an H100 and a V100
     s = run_training(cfg)
@@ -159,14 +170,11 @@ start = time.time(); time.sleep(1.5)
     # bf16 where the GPU has it (recorded in the run's train.yaml), float32 on the older one
     for r, rec in zip(train_runs(cfg), recs, strict=True):
         assert yaml.safe_load(r.train_yaml.read_text()).get("bf16", False) is (rec["gpu"] == "0")
-    # At any moment at most two ran, and two did overlap.
-    events = sorted([(r["start"], 1) for r in recs] + [(r["end"], -1) for r in recs])
-    running, peak = 0, 0
-    for _, d in events:
-        running += d
-        peak = max(peak, running)
-    assert peak == 2
-    assert s.wall_s < 4 * 1.5
+    # At any moment at most 2 x share ran, share on each GPU, and that many did overlap.
+    assert _peak(recs) == 2 * share
+    for gpu in ("0", "1"):
+        assert _peak([r for r in recs if r["gpu"] == gpu]) == share
+    assert s.wall_s < 4 / share * 1.5
 
 
 def test_sigterm_stops_the_sweep_and_starts_no_further_run(sandbox, tmp_path):

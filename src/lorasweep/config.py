@@ -164,6 +164,8 @@ class TrainSpec(_Strict):
                                          description="your own llamafactory-cli; default: the managed environment")
     timeout_s: float | None = Field(default=None, gt=0, description="kill a run that trains longer than this")
     gpus_per_run: int = Field(default=1, ge=1, description="GPUs given to each run; runs go in parallel on the rest")
+    runs_per_gpu: int = Field(default=1, ge=1, description="runs trained at once on each GPU group (a small model "
+                              "leaves most of a large GPU idle); 1 on a CPU-only machine")
     fast_loss: bool = Field(default=True, description="compute the output layer only at the positions whose next "
                             "token is labelled (the same loss, ~3x faster on a CPU; envscripts/fast_loss.py); "
                             "false runs llamafactory-cli unchanged")

@@ -1,9 +1,10 @@
 """Where jobs run. A job is `fn(cfg, item, gpus)` (a training run, or one base
 model's serving and scoring), a module-level function so Ray can ship it.
 
-- local: this machine; one job per GPU group at once (CUDA_VISIBLE_DEVICES set
-  by the job from `gpus`), or one at a time on a CPU-only machine.
-- ray: each job is a Ray task asking for its GPUs (Ray pins them); a job whose
+- local: this machine; `share` jobs per GPU group at once (CUDA_VISIBLE_DEVICES
+  set by the job from `gpus`), or one at a time on a CPU-only machine.
+- ray: each job is a Ray task asking for its GPUs (Ray pins them; with
+  `share` > 1 a fraction 1/share of one GPU); a job whose
   worker dies is run again up to `executor.max_retries` times. With no
   address, a local Ray cluster bound to 127.0.0.1 lives for the sweep.
 
@@ -38,29 +39,33 @@ def gpu_groups(gpus: list[str], per_job: int, what: str = "train.gpus_per_run") 
     return [gpus[i:i + per_job] for i in range(0, len(gpus) - per_job + 1, per_job)]
 
 
-def where_jobs_run(cfg: ExperimentConfig, gpus_per_job: int, what: str) -> str:
+def where_jobs_run(cfg: ExperimentConfig, gpus_per_job: int, what: str, share: int = 1) -> str:
     """One phrase for the log: where and how many jobs run at once."""
     if cfg.executor.kind == "ray":
         return f"as Ray tasks on {cfg.executor.address or 'a local Ray cluster (127.0.0.1)'}"
     groups = gpu_groups(tools.visible_gpus(), gpus_per_job, what)
-    return f"{len(groups)} at a time on GPU(s) {groups}" if groups else "one at a time on the CPU"
+    if not groups:
+        return "one at a time on the CPU"
+    each = f", {share} on each" if share > 1 else ""
+    return f"{len(groups) * share} at a time on GPU(s) {groups}{each}"
 
 
 def run_jobs(cfg: ExperimentConfig, fn: Job, items: Sequence, gpus_per_job: int,
              what: str = "train.gpus_per_run",
              on_start: Callable[[Any, "list[str] | None"], None] | None = None,
-             ) -> Iterator[tuple[Any, Any, BaseException | None]]:
+             share: int = 1) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    """`share` jobs at once on each GPU group (train.runs_per_gpu); one at a time on a CPU."""
     if not items:
         return iter(())
     if cfg.executor.kind == "ray":
-        return _ray_jobs(cfg, fn, items, gpus_per_job)
-    return _local_jobs(cfg, fn, items, gpus_per_job, what, on_start)
+        return _ray_jobs(cfg, fn, items, gpus_per_job, share)
+    return _local_jobs(cfg, fn, items, gpus_per_job, what, on_start, share)
 
 
-def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start):
+def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start, share=1):
     groups = gpu_groups(tools.visible_gpus(), gpus_per_job, what)
     free: queue.Queue = queue.Queue()
-    for g in groups or [None]:
+    for g in [g for g in groups for _ in range(share)] or [None]:   # each group `share` times over
         free.put(g)
     stopping = threading.Event()
 
@@ -75,7 +80,7 @@ def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start):
         finally:
             free.put(group)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, len(groups)))
+    pool = ThreadPoolExecutor(max_workers=max(1, len(groups) * share))
     try:
         futures = {pool.submit(job, item): item for item in items}
         for fut in as_completed(futures):
@@ -165,10 +170,12 @@ def start_ray(cfg: ExperimentConfig) -> bool:
     return True
 
 
-def _task_options(cfg: ExperimentConfig, gpus_per_job: int) -> dict:
+def _task_options(cfg: ExperimentConfig, gpus_per_job: int, share: int = 1) -> dict:
     import ray
 
-    gpus = gpus_per_job if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    if share > 1 and gpus_per_job > 1:   # Ray hands out a fraction of one GPU, never of several
+        raise ValueError(f"on Ray, train.runs_per_gpu={share} needs train.gpus_per_run=1 (not {gpus_per_job})")
+    gpus = gpus_per_job / share if ray.cluster_resources().get("GPU", 0) > 0 else 0
     cpus = cfg.executor.cpus_per_task
     if cpus is None:
         if gpus:
@@ -179,13 +186,13 @@ def _task_options(cfg: ExperimentConfig, gpus_per_job: int) -> dict:
                 resources=dict(cfg.executor.resources), runtime_env={"env_vars": _worker_env()})
 
 
-def _ray_jobs(cfg, fn, items, gpus_per_job):
+def _ray_jobs(cfg, fn, items, gpus_per_job, share=1):
     import ray
 
     started = start_ray(cfg)
     refs: dict = {}
     try:
-        remote = ray.remote(_ray_call).options(**_task_options(cfg, gpus_per_job))
+        remote = ray.remote(_ray_call).options(**_task_options(cfg, gpus_per_job, share))
         refs = {remote.remote(fn, cfg, item): item for item in items}
         pending = list(refs)
         while pending:

@@ -276,13 +276,14 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool,
         else:
             todo.append(r)
     log.info("train: %d run(s) to train, %d already finished; %s", len(todo), len(summary.skipped),
-             where_jobs_run(cfg, cfg.train.gpus_per_run, "train.gpus_per_run"))
+             where_jobs_run(cfg, cfg.train.gpus_per_run, "train.gpus_per_run", cfg.train.runs_per_gpu))
 
     def starting(run: RunSpec, group: list[str] | None) -> None:
         log.info("train %s: starting%s (log %s)", run.run_id, f" on GPU {','.join(group)}" if group else "",
                  run.train_log)
 
-    jobs = run_jobs(cfg, train_one, todo, cfg.train.gpus_per_run, "train.gpus_per_run", on_start=starting)
+    jobs = run_jobs(cfg, train_one, todo, cfg.train.gpus_per_run, "train.gpus_per_run", on_start=starting,
+                    share=cfg.train.runs_per_gpu)
     with tqdm(total=len(todo), desc="training runs", unit="run", dynamic_ncols=True) as bar:
         for run, res, err in jobs:
             bar.update(1)
