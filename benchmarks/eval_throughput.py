@@ -193,10 +193,14 @@ def lorasweep_way(cfg, model, runs, test, scratch: Path) -> dict:
         log_text = (scratch / "experiments" / cfg.name / "runs" / f"server_{model.name}.log").read_text(errors="ignore")
     finally:
         os.environ.pop("LORASWEEP_ROOT", None)
+    # each run's score_s: from its client's first request to its last answer
     score_s = [json.loads(f.read_text())["score_s"]
-               for f in (scratch / "experiments" / cfg.name / "runs").glob("*/*/metrics.free.json")]
-    return {"wall_s": wall, "server_start_s": summary.server_start_s[model.name], "raw": raw,
-            "scoring_s": max(score_s) if score_s else None, "prefix_cache_hit_rates": _hit_rates(log_text)}
+               for f in (scratch / "experiments" / cfg.name / "runs").rglob("metrics.free.json")]
+    if len(score_s) != len(runs):
+        raise RuntimeError(f"(b) wrote {len(score_s)} metrics file(s) for {len(runs)} run(s) in {scratch}")
+    start = summary.server_start_s[model.name]
+    return {"wall_s": wall, "server_start_s": start, "raw": raw, "scoring_s": max(score_s),
+            "after_start_s": round(wall - start, 2), "prefix_cache_hit_rates": _hit_rates(log_text)}
 
 
 def _hit_rates(text: str) -> list[float]:

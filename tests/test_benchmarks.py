@@ -40,6 +40,27 @@ def test_eval_summary_takes_medians_and_both_ratios(tmp_path):
     assert doc.read_text().count("## Evaluation throughput") == 2
 
 
+def test_eval_summary_of_the_steady_state_on_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(eval_throughput, "machine", lambda: {
+        "cpu": "x", "cores": 16, "ram_gib": 128.0, "gpu": True, "gpu_name": "NVIDIA H100 80GB HBM3", "os": "linux",
+        "python": "3.12"})
+    cfg = SimpleNamespace(name="demo", models=[SimpleNamespace(name="gemma-3-270m")])
+    runs = [SimpleNamespace(run_id=f"r{i}") for i in range(8)]
+    rep = _rep(480, 80, 60)
+    rep["c"].update(steady_requests=11200, steady_s=8.0, steady_differing=0)
+    steady = {"requests": 11200, "scoring_s": 14.0, "after_start_s": 20.0, "differing_from_b": 0}
+    out = eval_throughput.summarise(SimpleNamespace(), cfg, runs, list(range(200)), [rep], steady)
+    assert out["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert out["lorasweep_req_s"] == 800.0 and out["limit_req_s"] == 1400.0   # 11200 / 14 s, 11200 / 8 s
+    assert out["steady_lorasweep_over_limit"] == 0.571
+    assert out["speedup_vs_seed_way"] == 6.0
+    doc = tmp_path / "bench.md"
+    eval_throughput.write(out, tmp_path / "r.json", doc)
+    text = doc.read_text()
+    assert "**6.00x** (target >= 6x)" in text and "NVIDIA H100 80GB HBM3" in text
+    assert "lorasweep **800 req/s**, offline limit 1400 req/s: **0.57x** (target >= 0.67x)" in text
+
+
 def test_eval_compare_counts_differing_answers():
     a = {"r1": ["x", "y", "z"], "r2": ["p"]}
     b = {"r1": ["x", "q", "z"], "r2": ["p"], "r3": ["only in b"]}
