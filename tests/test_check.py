@@ -317,3 +317,33 @@ def test_imbalanced_labels_and_a_long_tail_of_lengths_are_warnings(sandbox, fake
     w = _warnings(cfg)
     assert "labels are imbalanced: 'b' 3 against 'a' 57 (under 1/10 of the largest); macro-F1 weighs them equally" in w
     assert "3 text(s) longer than 4x the median of 4 characters (the longest 304)" in w
+
+
+def test_token_lengths_of_all_models_are_counted_at_once_and_reported_in_order(sandbox, fake_tools, monkeypatch):
+    import threading
+    import time
+
+    from lorasweep import lengths
+
+    path = fake_tools["models"][0]["path"]
+    models = [{"name": n, "path": path, "template": "gemma"} for n in ("m1", "m2", "m3")]
+    cfg = _cfg(sandbox, fake_tools, models=models, data={"source": _data(sandbox, _rows(40)), "test_size": 10})
+    real, running, peak, lock = lengths.count_tokens, [0], [0], threading.Lock()
+
+    def slow_count(cfg, model, inputs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.5)
+        with lock:
+            running[0] -= 1
+        if model.name == "m2":
+            raise RuntimeError("token counting failed:\nno tokenizer here")
+        return real(cfg, model, inputs)
+
+    monkeypatch.setattr(lengths, "count_tokens", slow_count)
+    monkeypatch.setattr(lengths.os, "cpu_count", lambda: 4)
+    found = lengths.length_findings(cfg)
+    assert peak[0] == 3                                              # one process per model, together
+    assert [n.split("]")[0] for n in found.notes] == ["models[m1", "models[m3"]   # the experiment's order
+    assert found.warnings == ["models[m2]: token lengths not counted: no tokenizer here"]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import tools
@@ -66,6 +68,32 @@ def count_tokens(cfg: ExperimentConfig, model: ModelSpec, inputs: dict) -> dict:
     return record
 
 
+def _count_all(cfg: ExperimentConfig, inputs: dict) -> list[tuple[ModelSpec, dict | Exception]]:
+    """count_tokens for every model whose files are here, all at once: each is
+    a process that spends most of its time importing LLaMA-Factory (two models
+    one after the other took 101 s on a GPU server, docs/gpu.md)."""
+    todo: list[ModelSpec] = []
+    failed: dict[str, Exception] = {}
+    for m in cfg.models:
+        try:
+            if (resolve_model_path(m.path) / "config.json").is_file():
+                todo.append(m)
+        except ValueError as e:
+            failed[m.name] = e
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        futures = {m.name: pool.submit(count_tokens, cfg, m, inputs) for m in todo}
+    out: list[tuple[ModelSpec, dict | Exception]] = []
+    for m in cfg.models:                      # in the experiment's order
+        if m.name in failed:
+            out.append((m, failed[m.name]))
+        elif m.name in futures:
+            try:
+                out.append((m, futures[m.name].result()))
+            except (ValueError, RuntimeError) as e:
+                out.append((m, e))
+    return out
+
+
 @dataclass
 class LengthFindings:
     errors: list[str]
@@ -85,13 +113,9 @@ def length_findings(cfg: ExperimentConfig) -> LengthFindings:
     except (ConfigError, ValueError):
         return found                          # the data's own errors are reported by check
     room = cfg.eval.max_model_len - max_answer_tokens(cfg)
-    for m in cfg.models:
-        try:
-            if not (resolve_model_path(m.path) / "config.json").is_file():
-                continue
-            rec = count_tokens(cfg, m, inputs)
-        except (ValueError, RuntimeError) as e:
-            found.warnings.append(f"models[{m.name}]: token lengths not counted: {str(e).splitlines()[-1]}")
+    for m, rec in _count_all(cfg, inputs):
+        if isinstance(rec, Exception):
+            found.warnings.append(f"models[{m.name}]: token lengths not counted: {str(rec).splitlines()[-1]}")
             continue
         cutoff = rec["cutoff_len"]
         totals = [p + a for p, a, _, _ in rec["train"]]
