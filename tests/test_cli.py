@@ -11,7 +11,7 @@ def test_dry_run_prints_plan_and_resolved_yaml(sandbox, capsys):
     out = capsys.readouterr().out
     assert "1 model(s) x 2 size(s) x 2 seed(s) = 4 training run(s)" in out
     assert "m1__n20__seed2" in out and "dataset: x__n10_seed1" in out
-    assert "4 to train, 0 already trained; executor: local" in out
+    assert "4 to train, 0 already trained; executor: local, one at a time on the CPU" in out
     assert not (sandbox / "experiments" / "x").exists()   # nothing written
     done = sandbox / "experiments" / "x" / "runs" / "m1" / "n10" / "seed2"
     done.mkdir(parents=True)
@@ -20,6 +20,15 @@ def test_dry_run_prints_plan_and_resolved_yaml(sandbox, capsys):
     out = capsys.readouterr().out
     assert "m1__n10__seed2" in out and "3 to train, 1 already trained" in out
     assert [line.split()[1] for line in out.splitlines() if "m1__n10__seed2" in line] == ["trained"]
+
+
+def test_the_plan_says_how_many_runs_train_at_once_on_the_gpus(sandbox, capsys, monkeypatch):
+    exp = write_experiment(sandbox / "experiments" / "x.yaml")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert main(["plan", str(exp), "--set", "train.runs_per_gpu=4"]) == 0
+    assert "executor: local, 8 at a time on GPU(s) [['0'], ['1']], 4 on each" in capsys.readouterr().out
+    assert main(["plan", str(exp), "--set", "train.gpus_per_run=3"]) == 0
+    assert "cannot start: train.gpus_per_run=3 but only 2 GPU(s) are visible" in capsys.readouterr().out
 
 
 def test_set_overrides_reach_the_plan(sandbox, capsys):

@@ -43,7 +43,13 @@ def plan_text(cfg: ExperimentConfig) -> str:
     for r, state in zip(runs, states, strict=False):
         lines.append(f"  {r.run_id:40s} {state:9s} {r.folder()}")
     todo = sum(s != "trained" for s in states)
-    lines.append(f"  {todo} to train, {len(runs) - todo} already trained; executor: {cfg.executor.kind}")
+    from .executor import where_jobs_run
+
+    try:
+        where = where_jobs_run(cfg, cfg.train.gpus_per_run, "train.gpus_per_run", cfg.train.runs_per_gpu)
+    except ValueError as e:      # more GPUs per run than are visible
+        where = f"cannot start: {e}"
+    lines.append(f"  {todo} to train, {len(runs) - todo} already trained; executor: {cfg.executor.kind}, {where}")
     if cfg.eval.include_base:
         lines.append(f"  + {len(base_runs(cfg))} zero-shot base run(s) scored by eval")
     if cfg.eval.baselines:
