@@ -26,6 +26,9 @@ are those rates, with no server start in them.
 
     bash benchmarks/run.sh eval_throughput.py            # 8 adapters x 200 prompts x 3 reps
     bash benchmarks/run.sh eval_throughput.py --reps 1   # on a GPU: + the steady state; writes *_gpu.json
+    # the ways in two sessions (a machine held too briefly for all three):
+    bash benchmarks/run.sh eval_throughput.py --reps 1 --ways a --keep-answers a.json
+    bash benchmarks/run.sh eval_throughput.py --reps 1 --ways bc --merge a.json
 
 Needs a trained demo with at least --adapters adapters (e.g.
 `bash shell/train.sh --set 'seeds=[1,2,3]'`). Writes
@@ -270,6 +273,9 @@ def main() -> int:
     ap.add_argument("--ways", default="abc", help="which of a, b, c to run (default all)")
     ap.add_argument("--steady", type=int, default=None,
                     help="steady-state requests for (b) and (c) once up (default 10000 on a GPU, 0 on a CPU)")
+    ap.add_argument("--keep-answers", metavar="FILE", help="also write every answer and timing here, for --merge")
+    ap.add_argument("--merge", metavar="FILE", action="append",
+                    help="add the ways another run kept (--keep-answers), e.g. (a) measured in a lease of its own")
     ap.add_argument("--json", default=None, help="default benchmarks/results/eval_throughput[_gpu].json")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--limit-worker", help=argparse.SUPPRESS)
@@ -328,9 +334,7 @@ def main() -> int:
             row["c"] = limit_way(cfg, model, runs, test, chat_template, work, row["b"]["server_start_s"], repeat)
             log.info("rep %d: (c) %.1f s (generate %.1f s + server start %.1f s)", rep, row["c"]["wall_s"],
                      row["c"]["generate_s"], row["c"]["server_start_s"])
-        ways = [w for w in "abc" if w in row]
-        row["differences"] = {f"{x}-{y}": compare(row[x]["raw"], row[y]["raw"])
-                              for i, x in enumerate(ways) for y in ways[i + 1:]}
+        row["differences"] = differences(row)
         log.info("rep %d: answers differing between ways: %s", rep, row["differences"])
         reps.append(row)
     steady = None
@@ -346,9 +350,45 @@ def main() -> int:
         log.info("steady state: (b) %d requests scored in %.1f s (%.0f req/s)", steady["requests"],
                  steady["scoring_s"], steady["requests"] / steady["scoring_s"])
     shutil.rmtree(work, ignore_errors=True)
+    measured = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "ways": args.ways,
+                "adapters": [r.run_id for r in runs], "prompts": len(test), "reps": reps, "steady": steady}
+    if args.keep_answers:
+        Path(args.keep_answers).write_text(json.dumps(measured, ensure_ascii=False))
+        log.info("answers and timings kept in %s (for --merge)", args.keep_answers)
+    merged_from = []
+    for path in args.merge or []:
+        reps, steady, origin = merge(reps, steady, json.loads(Path(path).read_text()), measured)
+        merged_from.append({"file": path, **origin})
     report = summarise(args, cfg, runs, test, reps, steady)
+    if merged_from:
+        report["merged_from"] = merged_from
     write(report, Path(args.json), Path(args.doc))
     return 0
+
+
+def differences(row: dict) -> dict:
+    """Answers differing between every two ways of one repetition."""
+    ways = [w for w in "abc" if w in row]
+    return {f"{x}-{y}": compare(row[x]["raw"], row[y]["raw"]) for i, x in enumerate(ways) for y in ways[i + 1:]}
+
+
+def merge(reps: list[dict], steady: dict | None, saved: dict, measured: dict) -> tuple[list[dict], dict | None, dict]:
+    """Add the ways an earlier run measured (--keep-answers) to this run's
+    repetitions: rep i gets saved rep i's ways that it lacks, and the answers
+    are compared across both. Both runs must have asked the same adapters the
+    same number of prompts; the machine and date of each stay in the report."""
+    if saved["adapters"] != measured["adapters"] or saved["prompts"] != measured["prompts"]:
+        raise SystemExit(f"error: cannot merge: that run measured {len(saved['adapters'])} adapters x "
+                         f"{saved['prompts']} prompts ({saved['adapters']}), this one {len(measured['adapters'])} x "
+                         f"{measured['prompts']} ({measured['adapters']})")
+    n = min(len(reps), len(saved["reps"]))
+    out = []
+    for row, old in zip(reps[:n], saved["reps"][:n], strict=True):
+        row = {**{w: old[w] for w in "abc" if w in old and w not in row}, **row}
+        row["differences"] = differences(row)
+        out.append(row)
+    origin = {k: saved[k] for k in ("date", "machine", "ways")}
+    return out, steady or saved.get("steady"), origin
 
 
 def summarise(args, cfg, runs, test, reps, steady: dict | None = None) -> dict:
@@ -419,6 +459,9 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
                      f"**{report['steady_lorasweep_over_limit']:.2f}x** (target >= 0.67x); answers differing from "
                      f"(b)'s first pass: {st['differing_from_b']}")
     lines.append(f"- answers differing between the ways, per repetition: {report['answers_differing']}")
+    for m in report.get("merged_from", []):
+        lines.append(f"- way(s) {m['ways']} measured by an earlier run ({m['date']}, "
+                     f"{m['machine'].get('gpu_name') or m['machine']['cpu']}) and merged from `{m['file']}`")
     append_section(doc, lines)
 
 

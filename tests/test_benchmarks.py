@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -83,3 +85,28 @@ def test_train_overhead_section(tmp_path):
     assert "**2.0%** of train.sh's wall time (target <= 3%)" in text
     assert "| packing=true | 80.0 s | 1.300 | 2.1000 |" in text
     assert "1 untimed warm-up" in text
+
+
+def test_ways_measured_in_two_runs_are_merged_and_compared(tmp_path):
+    cfg = SimpleNamespace(name="demo", models=[SimpleNamespace(name="gemma-3-270m")])
+    runs = [SimpleNamespace(run_id=f"r{i}") for i in range(2)]
+    meta = {"adapters": ["r0", "r1"], "prompts": 3}
+    a_run = {"date": "2026-11-24 10:00", "machine": {"gpu_name": "NVIDIA H100 80GB HBM3", "cpu": "x"}, "ways": "a",
+             **meta, "steady": None,
+             "reps": [{"a": {"wall_s": 600.0, "raw": {"r0": ["x", "y", "z"], "r1": ["p", "q", "r"]}}}]}
+    kept = tmp_path / "a.json"
+    kept.write_text(json.dumps(a_run))
+    bc_row = {"b": {"wall_s": 100.0, "raw": {"r0": ["x", "y", "Z"], "r1": ["p", "q", "r"]}},
+              "c": {"wall_s": 80.0, "raw": {"r0": ["x", "y", "z"], "r1": ["p", "q", "r"]}}}
+    steady = {"requests": 12, "scoring_s": 1.0, "differing_from_b": 0}
+    reps, st, origin = eval_throughput.merge([bc_row], steady, json.loads(kept.read_text()), meta)
+    assert reps[0]["differences"] == {"a-b": 1, "a-c": 0, "b-c": 1} and st is steady
+    out = eval_throughput.summarise(SimpleNamespace(), cfg, runs, [0, 1, 2], reps, st)
+    assert out["speedup_vs_seed_way"] == 6.0 and out["slowdown_vs_limit"] == 1.25
+    out["merged_from"] = [{"file": str(kept), **origin}]
+    doc = tmp_path / "bench.md"
+    eval_throughput.write(out, tmp_path / "r.json", doc)
+    assert "way(s) a measured by an earlier run (2026-11-24 10:00, NVIDIA H100 80GB HBM3)" in doc.read_text()
+    other = {**meta, "adapters": ["r0", "r9"]}
+    with pytest.raises(SystemExit, match="cannot merge"):
+        eval_throughput.merge([bc_row], steady, json.loads(kept.read_text()), other)
