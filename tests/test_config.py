@@ -57,6 +57,7 @@ def test_command_line_overrides_win(sandbox):
     ({"task": {"labels": ["a", "a"], "prompt": "{text}"}}, "duplicate labels"),
     ({"eval": {"decoding": "greedy"}}, "eval.decoding"),
     ({"name": "bad name/.."}, "must be letters"),
+    ({"executor": "ray", "train": {"runs_per_gpu": 2, "gpus_per_run": 2}}, "Ray shares one GPU between tasks"),
 ])
 def test_bad_values_are_explained(sandbox, over, msg):
     p = write_experiment(sandbox / "experiments" / "x.yaml", **over)

@@ -324,6 +324,13 @@ class ExperimentConfig(_Strict):
                                  "set eval.baselines: [] for ner")
         return self
 
+    @model_validator(mode="after")
+    def _ray_shares_single_gpus(self) -> "ExperimentConfig":
+        if self.executor.kind == "ray" and self.train.runs_per_gpu > 1 and self.train.gpus_per_run > 1:
+            raise ValueError(f"train.runs_per_gpu={self.train.runs_per_gpu} with executor: ray needs "
+                             f"train.gpus_per_run: 1 (Ray shares one GPU between tasks, not several)")
+        return self
+
     @property
     def path(self) -> Path | None:
         return self._path
