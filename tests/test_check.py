@@ -24,6 +24,10 @@ if any(a.endswith("token_lengths.py") for a in sys.argv):
 elif any(a.endswith("parity_encode.py") for a in sys.argv):
     print(os.environ.get("FAKE_ENCODING") or json.dumps({"prompt_ids": [2, 5, 6], "answer_ids": [9, 106, 107],
                                                           "label_ids": [9], "chat_template_prompt_ids": [2, 5, 6]}))
+elif any(a.endswith("train_args_check.py") for a in sys.argv):
+    # LLaMA-Factory's verdict on the runs' train.yaml: FAKE_ARGS_VERDICT per run id, else none
+    runs, verdict = json.loads(sys.stdin.read()), json.loads(os.environ.get("FAKE_ARGS_VERDICT") or "[]")
+    print(json.dumps({rid: verdict for rid in runs} if verdict else {}))
 else:
     print('["gemma", "llama3", "qwen"]')
 """
@@ -347,3 +351,46 @@ def test_token_lengths_of_all_models_are_counted_at_once_and_reported_in_order(s
     assert peak[0] == 3                                              # one process per model, together
     assert [n.split("]")[0] for n in found.notes] == ["models[m1", "models[m3"]   # the experiment's order
     assert found.warnings == ["models[m2]: token lengths not counted: no tokenizer here"]
+
+
+def test_train_args_llamafactory_refuses_are_errors_grouped_over_runs(sandbox, fake_tools, monkeypatch):
+    verdict = [["unknown", "lora_rnak", "lora_rank"],
+               ["type", "num_train_epochs", "'3' is a str; LLaMA-Factory expects float"],
+               ["type", "learning_rate", "'2e-4' is a str; LLaMA-Factory expects float"],
+               ["parser", "", "ValueError: Quantization is only compatible with the LoRA method."]]
+    monkeypatch.setenv("FAKE_ARGS_VERDICT", json.dumps(verdict))
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[5, 10],
+               seeds=[1, 2], train={**fake_tools["train"], "args": {"lora_rnak": 8, "num_train_epochs": "3",
+                                                                     "learning_rate": "2e-4"}})
+    errors = _errors(cfg)
+    assert ("train.args.lora_rnak: LLaMA-Factory has no training key 'lora_rnak'; did you mean 'lora_rank'? "
+            "(in 4 of 4 run(s), e.g. m1__n5__seed1)") in errors
+    assert "train.args.num_train_epochs: '3' is a str; LLaMA-Factory expects float; write 3 without quotes" in errors
+    assert "YAML reads 2e-4 as text: write 2.0e-4" in errors
+    assert "LLaMA-Factory refuses the run's train.yaml: ValueError: Quantization is only compatible" in errors
+    with pytest.raises(ConfigError, match="lora_rnak"):
+        run_training(cfg)
+    assert not (sandbox / "experiments" / "x" / "runs").exists() or not any(
+        (sandbox / "experiments" / "x" / "runs").rglob("train_result.json"))
+
+
+def test_train_args_check_says_where_a_key_was_set(sandbox, fake_tools, monkeypatch):
+    monkeypatch.setenv("FAKE_ARGS_VERDICT", json.dumps([["unknown", "num_train_epoch", "num_train_epochs"]]))
+    models = [{**fake_tools["models"][0], "train_args": {"num_train_epoch": 3}}]
+    cfg = _cfg(sandbox, fake_tools, models=models, data={"source": _data(sandbox, _rows(40)), "test_size": 10},
+               train_sizes=[10])
+    assert "models[m1].train_args.num_train_epoch: LLaMA-Factory has no training key" in _errors(cfg)
+
+
+def test_a_template_that_adds_tokens_is_refused_unless_allowed(sandbox, fake_tools, monkeypatch):
+    encoding = {"prompt_ids": [2, 5, 6], "answer_ids": [9, 262144], "label_ids": [9],
+                "chat_template_prompt_ids": [2, 5, 6], "added_tokens": ["<|im_end|>"], "embedding_rows": 262144}
+    monkeypatch.setenv("FAKE_ENCODING", json.dumps(encoding))
+    data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
+    cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[10])
+    errors = _errors(cfg)
+    assert "adds token(s) ['<|im_end|>'] to the model's vocabulary" in errors
+    assert "the answer-end token 262144 is outside its 262144 embedding rows" in errors
+    allowed = _cfg(sandbox, fake_tools, data=data, train_sizes=[10],
+                   models=[{**fake_tools["models"][0], "allow_new_tokens": True}])
+    assert "vocabulary" not in _errors(allowed)

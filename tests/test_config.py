@@ -58,6 +58,14 @@ def test_command_line_overrides_win(sandbox):
     ({"eval": {"decoding": "greedy"}}, "eval.decoding"),
     ({"name": "bad name/.."}, "must be letters"),
     ({"executor": "ray", "train": {"runs_per_gpu": 2, "gpus_per_run": 2}}, "Ray shares one GPU between tasks"),
+    ({"seeds": [-1]}, r"seeds \[-1\] are out of range: a seed is a whole number from 0 to 4294967295"),
+    ({"seeds": [1, 2**32]}, r"seeds \[4294967296\] are out of range"),
+    ({"data": {"source": "generate:people_relations", "split_seed": -3}}, "data.split_seed"),
+    ({"task": {"labels": ["a", "b"], "prompt": "从{lables}中选一个：{text}"}},
+     r"\{lables\} \(did you mean \{labels\}\?\) is not a field of a text_classification task \(its fields: "
+     r"\{text\}, \{labels\}\)"),
+    ({"task": {"labels": ["a", "b"], "prompt": "{text} {entity1}"}}, r"\{entity1\} is not a field"),
+    ({"task": {"labels": ["a", "b"], "prompt": "{{text}}"}}, r"must contain \{text\}"),
 ])
 def test_bad_values_are_explained(sandbox, over, msg):
     p = write_experiment(sandbox / "experiments" / "x.yaml", **over)
@@ -78,6 +86,27 @@ def test_parse_overrides():
     assert parse_overrides(["a.b=3", "c=[1, 2]", "d=text"]) == {"a.b": 3, "c": [1, 2], "d": "text"}
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])
+
+
+@pytest.mark.parametrize("item, msg", [
+    ("seeds=[1,2", "the value is not valid YAML"),
+    ("train.args={a: 1", "the value is not valid YAML"),
+    ("=3", "no key before '='"),
+])
+def test_a_malformed_set_value_is_explained_without_a_traceback(item, msg):
+    with pytest.raises(ConfigError, match=msg) as e:
+        parse_overrides([item])
+    assert item in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_prompt_placeholders_fill_once_and_escaped_braces_stay_literal(sandbox):
+    from lorasweep.prompts import render_prompt
+
+    prompt = '回答JSON {"label": "x"}，写作{{labels}}：{labels}\n{text}'
+    p = write_experiment(sandbox / "experiments" / "x.yaml", task={"labels": ["a", "b"], "prompt": prompt})
+    task = load_config(p).task
+    # a text holding a placeholder is not filled again; {{ }} are one brace each
+    assert render_prompt(task, {"text": "t {labels}"}) == '回答JSON {"label": "x"}，写作{labels}：a、b\nt {labels}'
 
 
 def test_demo_config_is_valid():

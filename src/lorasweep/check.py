@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .paths import check_file, experiment_dir
 from .plan import train_runs
 from .prompts import render_prompt
 from .splits import dedupe, example_key, load_examples, stratified_order
+from .trainargs import train_args_findings
 
 log = logging.getLogger(__name__)
 IMBALANCE = 10   # a label with under 1/10 of the largest label's examples is worth a warning
@@ -235,13 +237,20 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
     warnings: list[str] = []
     notes: list[str] = []
     if "train" in stages:
-        data_errors, warnings = data_findings(cfg)
-        errors += data_errors + template_problems(cfg) + disk_problems(cfg)
-        if not data_errors:
-            lengths = length_findings(cfg)
-            errors += lengths.errors
-            warnings += lengths.warnings
-            notes = lengths.notes
+        # LLaMA-Factory's verdict on every run's train.yaml is a process of its own (~10 s of
+        # imports): it runs while the data, templates and token lengths are looked at
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            args_check = pool.submit(train_args_findings, cfg)
+            data_errors, warnings = data_findings(cfg)
+            errors += data_errors + template_problems(cfg) + disk_problems(cfg)
+            if not data_errors:
+                lengths = length_findings(cfg)
+                errors += lengths.errors
+                warnings += lengths.warnings
+                notes = lengths.notes
+            args_errors, args_warnings = args_check.result()
+        errors += args_errors
+        warnings += args_warnings
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)

@@ -15,11 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .paths import repo_root
+from .prompts import placeholders, prompt_fields, unknown_placeholders
 from .tools import MANAGED_TRAIN_KEYS
 
 TaskType = Literal["text_classification", "relation_classification", "ner"]
 Decoding = Literal["free", "constrained"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_SEED = 2**32 - 1   # numpy's seeding (through transformers' set_seed) takes 0 .. 2**32 - 1
 
 # Defaults for the LLaMA-Factory keys lorasweep sets on every run; `train.args`
 # overrides any of them. Sized for a small model on a CPU (see README).
@@ -70,6 +72,10 @@ class ModelSpec(_Strict):
     stop_token_ids: list[int] | None = Field(
         default=None, description="token ids that end an answer; default: the token LLaMA-Factory's template "
                                   "puts after an answer (found by encoding one example)")
+    allow_new_tokens: bool = Field(
+        default=False, description="accept a template that adds tokens to the model's vocabulary (they are "
+                                   "trained, and the resized embeddings saved with every adapter); default: refused, "
+                                   "as it usually means another model family's template")
     train_args: dict[str, Any] = Field(
         default_factory=dict, description="LLaMA-Factory training keys for this model's runs only; they override "
                                           "train.args (e.g. a 7B model's batch size)")
@@ -92,7 +98,8 @@ class TaskSpec(_Strict):
     labels: list[str] = Field(description="the closed label set (for ner: the entity types)")
     prompt: str | dict[str, str] = Field(
         description="prompt template, or several named ones (an experiment axis); "
-                    "{text}, {entity1}, {entity2}, {labels} are filled in")
+                    "{text}, {labels} and, for relation_classification, {entity1}, {entity2} are filled in; "
+                    "{{ and }} write a literal brace")
     label_separator: str = Field(default="、", description="joins the labels where a prompt says {labels}")
     none_answer: str = Field(default="没有", description="ner: the answer for a text without entities")
     entity_separator: str = Field(default="_", description="ner: between entity and type in an answer line")
@@ -116,12 +123,21 @@ class TaskSpec(_Strict):
             where = "prompt" if isinstance(self.prompt, str) else f"prompt '{name}'"
             if isinstance(self.prompt, dict) and not _NAME_RE.match(name):
                 raise ValueError(f"prompt name {name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
-            if "{text}" not in tpl:
+            unknown = unknown_placeholders(tpl, self.type)
+            if unknown:
+                fields = ", ".join("{" + f + "}" for f in prompt_fields(self.type))
+                close = {u: difflib.get_close_matches(u, prompt_fields(self.type), n=1) for u in unknown}
+                named = ", ".join("{" + u + "}" + (f" (did you mean {{{close[u][0]}}}?)" if close[u] else "")
+                                  for u in unknown)
+                raise ValueError(f"{where}: {named} is not a field of a {self.type} task (its fields: {fields}); "
+                                 "write a literal brace as {{ or }}")
+            used = placeholders(tpl)
+            if "text" not in used:
                 raise ValueError(f"{where} must contain {{text}}")
             if self.type == "relation_classification":
-                for f in ("{entity1}", "{entity2}"):
-                    if f not in tpl:
-                        raise ValueError(f"{where}: a relation_classification prompt must contain {f}")
+                for f in ("entity1", "entity2"):
+                    if f not in used:
+                        raise ValueError(f"{where}: a relation_classification prompt must contain {{{f}}}")
         return self
 
     def prompt_names(self) -> list[str | None]:
@@ -146,15 +162,22 @@ class DataSpec(_Strict):
     test_file: str | None = Field(default=None,
                                   description="a fixed test file; otherwise test_size examples are held out")
     test_size: int = Field(default=200, ge=1, description="held-out test examples when test_file is not given")
-    split_seed: int = Field(default=0, description="seed of the test hold-out (fixed across run seeds)")
+    split_seed: int = Field(default=0, ge=0, le=MAX_SEED,
+                            description="seed of the test hold-out (fixed across run seeds)")
     generate_size: int = Field(default=2000, ge=10, description="examples to generate for 'generate:' sources")
     text_column: str = "text"
     label_column: str = "label"
     entity1_column: str = "entity1"
     entity2_column: str = "entity2"
-    entities_column: str = Field(default="entities", description="ner: a list of [entity, type] pairs or "
-                                 "{entity, type} objects; or use answer_column")
+    entities_column: str = Field(default="entities", description="ner: a list of entities, each [entity, type], "
+                                 "{entity, type} (or {text, label}), character offsets into the text as given "
+                                 "{start, end, label} or [start, end, label] (end exclusive; a text key must "
+                                 "match), or Label Studio's {start, end, text, labels: [type]}; or use answer_column")
     answer_column: str = Field(default="answer", description="ner: the answer text, one 'entity_type' per line")
+    sep: str | None = Field(default=None, description="CSV/TSV field separator; default: sniffed from the file's "
+                            "first lines among , ; tab |, else , for .csv and tab for .tsv")
+    encoding: str | None = Field(default=None, description="text encoding of the data files (e.g. gbk); default "
+                                 "UTF-8, with or without a BOM")
 
 
 class TrainSpec(_Strict):
@@ -299,6 +322,11 @@ class ExperimentConfig(_Strict):
             raise ValueError("list at least one seed")
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate seeds in {v}")
+        bad = [s for s in v if not 0 <= s <= MAX_SEED]
+        if bad:
+            # transformers' set_seed hands the seed to numpy, which takes 0 .. 2**32 - 1 only (and
+            # Python's random.seed(-1) equals random.seed(1): two "different" seeds, one subset)
+            raise ValueError(f"seeds {bad} are out of range: a seed is a whole number from 0 to {MAX_SEED}")
         return v
 
     @field_validator("models")
@@ -414,7 +442,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        if not key.strip():
+            raise ConfigError(f"--set {item!r}: no key before '='; write key.sub=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            why = str(getattr(e, "problem", None) or e).splitlines()[0]
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({why}); quote it as a string, "
+                              f"e.g. --set '{key.strip()}=\"{raw}\"', or fix the brackets") from None
     return out
 
 

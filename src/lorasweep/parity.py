@@ -44,11 +44,15 @@ def training_encoding(train_python: str, model_path: str, template: str, prompt:
     return record
 
 
+ENCODER_VERSION = 2   # what parity_encode.py records; a record of an older one is encoded again
+
+
 def encode_template(cfg: ExperimentConfig, model: ModelSpec, prompt: str, answer: str) -> dict:
     """LLaMA-Factory's encoding of one example with the model's template, recorded
     in runs/<model>/template.json (reused while template, model and example are the same)."""
     path = resolve_model_path(model.path)
-    key = {"template": model.template, "model": model.path, "prompt": prompt, "answer": answer,
+    key = {"encoder": ENCODER_VERSION, "template": model.template, "model": model.path, "prompt": prompt,
+           "answer": answer,
            "model_mtime": (path / "config.json").stat().st_mtime if (path / "config.json").is_file() else None}
     out = template_file(cfg.name, model.name)
     if (old := recorded(out, key)) is not None:
@@ -115,6 +119,15 @@ def parity_problems(model: ModelSpec, encoding: dict) -> list[str]:
     elif end is not None and model.stop_token_ids is not None and end not in model.stop_token_ids:
         out.append(f"models[{model.name}].stop_token_ids {model.stop_token_ids}: answers end at token {end} in "
                    "training; add it (or leave stop_token_ids unset)")
+    added, rows = encoding.get("added_tokens") or [], encoding.get("embedding_rows")
+    outside = end is not None and rows is not None and end >= rows
+    if (added or outside) and not model.allow_new_tokens:
+        what = f"adds token(s) {added} to the model's vocabulary" if added else "ends answers with a new token"
+        where_end = f"; the answer-end token {end} is outside its {rows} embedding rows" if outside else ""
+        out.append(f"{where}: the template {what}{where_end}, so it is probably another model family's "
+                   "template; LLaMA-Factory would resize the embeddings and save them with every adapter, and "
+                   "serving may fail. Choose the model's own template, or set models[].allow_new_tokens: true "
+                   "to train the new tokens anyway")
     rendered = encoding.get("chat_template_prompt_ids")
     if rendered is not None and rendered != encoding["prompt_ids"]:
         i = first_difference(encoding["prompt_ids"], rendered)

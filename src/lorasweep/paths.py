@@ -54,6 +54,11 @@ def check_file(name: str) -> Path:
     return experiment_dir(name) / "check.json"
 
 
+def train_args_check_file(name: str) -> Path:
+    """LLaMA-Factory's verdict on every run's train.yaml, as check last asked it (trainargs.py)."""
+    return experiment_dir(name) / "train_args_check.json"
+
+
 def lengths_file(name: str, model: str) -> Path:
     """The experiment's token lengths under the model's tokenizer and template (lengths.py)."""
     return runs_dir(name) / model / "lengths.json"

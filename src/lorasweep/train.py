@@ -22,22 +22,15 @@ from .check import preflight
 from .config import ConfigError, ExperimentConfig
 from .envscripts import script
 from .executor import run_jobs, where_jobs_run
-from .models import resolve_model_path
 from .overrides import record_overrides, show_recorded_overrides
-from .paths import lock_file, repo_root
+from .paths import lock_file
 from .plan import train_runs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
 from .runspec import RunSpec
 from .splits import prepare_data
+from .trainargs import resolved_train_yaml, with_precision
 
 log = logging.getLogger(__name__)
-
-
-def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
-    model = cfg.model(run.model)
-    return {**cfg.train_args(run.model),
-            **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
-                                   dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
 
 
 def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
@@ -170,9 +163,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
                     run.run_id, attempts)
     run.failed_marker.unlink(missing_ok=True)
     shutil.rmtree(run.adapter_dir, ignore_errors=True)   # a partial adapter from a killed run
-    args = resolved_train_yaml(cfg, run)
-    if gpus and not any(args.get(k) for k in ("bf16", "fp16", "pure_bf16")) and tools.bf16_capable(gpus):
-        args["bf16"] = True   # on a GPU that has it; the CPU trains in float32. train.args bf16/fp16 decide otherwise
+    args = with_precision(resolved_train_yaml(cfg, run), gpus)
     atomic_write_text(run.train_yaml, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
     run.train_log.unlink(missing_ok=True)
     t0 = time.time()

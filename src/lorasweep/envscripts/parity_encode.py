@@ -6,7 +6,9 @@ environment: the token ids its template builds for a prompt and its answer.
 Prints one JSON line: prompt_ids, answer_ids (the answer as trained, with the
 turn's end), label_ids (the answer's own tokens), and chat_template_prompt_ids:
 the prompt as the chat template LLaMA-Factory leaves on the tokenizer (the one
-it saves with the adapters, which the server is given) renders it.
+it saves with the adapters, which the server is given) renders it;
+added_tokens: tokens the template added to the tokenizer; embedding_rows:
+the checkpoint's vocab_size.
 """
 from __future__ import annotations
 
@@ -20,7 +22,11 @@ def encode(model_path: str, template: str, prompt: str, answer: str) -> dict:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_path)
+    own_vocab = len(tok)
     tpl = get_template_and_fix_tokenizer(tok, DataArguments(template=template))
+    # A template of another model family adds its own turn tokens: LLaMA-Factory
+    # then resizes the embeddings and saves them with every adapter.
+    added = tok.convert_ids_to_tokens(list(range(own_vocab, len(tok))))
     prompt_ids, answer_ids = tpl.encode_oneturn(
         tok, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
     label_ids = tok.encode(answer, add_special_tokens=False)
@@ -30,7 +36,18 @@ def encode(model_path: str, template: str, prompt: str, answer: str) -> dict:
                                       tokenize=True)
         rendered = list(out["input_ids"] if hasattr(out, "keys") else out)
     return {"prompt_ids": prompt_ids, "answer_ids": answer_ids, "label_ids": label_ids,
-            "chat_template_prompt_ids": rendered}
+            "chat_template_prompt_ids": rendered, "added_tokens": added, "embedding_rows": _embedding_rows(model_path)}
+
+
+def _embedding_rows(model_path: str) -> int | None:
+    """The checkpoint's vocab_size: the rows of its embedding matrix (a token id at or above it has none)."""
+    try:
+        with open(f"{model_path}/config.json", encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    return int(size) if isinstance(size, int) else None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""A run's LLaMA-Factory config, and LLaMA-Factory's own verdict on it before the night.
+
+Every run's train.yaml is `defaults < train.args < models[].train_args`
+plus the keys lorasweep sets from the run's coordinates (tools.run_train_args)
+and, on a GPU that has it, bf16. `check` hands all of them to the training
+environment at once (envscripts/train_args_check.py, one process, ~10 s of
+imports): a misspelled key (`lora_rnak`), a value of the wrong type
+(`num_train_epochs: "3"`, or `2e-4`, which YAML reads as text) or a
+combination LLaMA-Factory refuses would otherwise fail every run of the night
+in its first seconds. The verdict is recorded in
+experiments/<name>/train_args_check.json and reused while the configs are the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from collections import defaultdict
+
+from . import tools
+from .atomic import atomic_write_json, recorded
+from .config import ExperimentConfig
+from .envscripts import script
+from .models import resolve_model_path
+from .paths import repo_root, train_args_check_file
+from .plan import train_runs
+from .runspec import RunSpec
+
+
+def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
+    """The run's train.yaml as written before it trains (bf16 is added by train_one on a GPU)."""
+    model = cfg.model(run.model)
+    return {**cfg.train_args(run.model),
+            **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
+                                   dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
+
+
+def with_precision(args: dict, gpus: list[str] | None) -> dict:
+    """bf16 on GPUs that have it (compute capability >= 8.0) unless the args choose a precision;
+    the CPU trains in float32."""
+    if gpus and not any(args.get(k) for k in ("bf16", "fp16", "pure_bf16")) and tools.bf16_capable(gpus):
+        return {**args, "bf16": True}
+    return args
+
+
+def where_set(cfg: ExperimentConfig, model: str, key: str) -> str:
+    """Which part of the experiment a run's key comes from (for the message)."""
+    if key in cfg.model(model).train_args:
+        return f"models[{model}].train_args.{key}"
+    if key in cfg.train.args:
+        return f"train.args.{key}"
+    return f"{key} (a lorasweep default)"
+
+
+# YAML 1.1 (PyYAML, LLaMA-Factory) reads 2e-4 as text: a float needs a dot (2.0e-4).
+_E_NOTATION = re.compile(r"^[+-]?\d+[eE][+-]?\d+$")
+
+
+def _hint(value_repr: str) -> str:
+    raw = value_repr.strip("'\"")
+    if _E_NOTATION.match(raw):
+        mantissa, exp = re.split("[eE]", raw)
+        return f"; YAML reads {raw} as text: write {mantissa}.0e{exp}"
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?", raw):
+        return f"; write {raw} without quotes"
+    if raw.lower() in ("true", "false"):
+        return f"; write {raw.lower()} without quotes"
+    return ""
+
+
+def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool) -> dict[str, list]:
+    """The training environment's problems per run id (recorded; reused while the inputs are the same)."""
+    key = hashlib.sha256(json.dumps([str(tools.train_python(cfg)), full, runs], sort_keys=True, default=str)
+                         .encode()).hexdigest()[:16]
+    out = train_args_check_file(cfg.name)
+    if (old := recorded(out, key)) is not None:
+        return old["problems"]
+    proc = subprocess.run([str(tools.train_python(cfg)), script("train_args_check.py")] + (["--full"] if full else []),
+                          input=json.dumps(runs, default=str), env=tools.child_env(), capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"LLaMA-Factory's argument check did not run:\n{proc.stderr[-1500:]}")
+    try:
+        problems = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        problems = None
+    if not isinstance(problems, dict):
+        raise RuntimeError(f"LLaMA-Factory's argument check printed no verdict: {proc.stdout[-300:]!r}")
+    if out.parent.is_dir():
+        atomic_write_json(out, {"key": key, "problems": problems})
+    return problems
+
+
+def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(errors, warnings): every run's train.yaml through LLaMA-Factory's parser,
+    problems grouped over the runs they hit."""
+    if not tools.train_python(cfg).is_file():
+        return [], []      # check reports the missing environment
+    runs = train_runs(cfg)
+    gpus = tools.visible_gpus()[:cfg.train.gpus_per_run]
+    try:
+        configs = {r.run_id: with_precision(resolved_train_yaml(cfg, r), gpus) for r in runs}
+    except ValueError:
+        return [], []      # an unresolvable model path: reported by check.problems
+    # The full check judges the device too: only where the runs train (not for a remote Ray cluster).
+    full = not (cfg.executor.kind == "ray" and cfg.executor.address)
+    try:
+        found = verdict(cfg, configs, full)
+    except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+        return [], [f"train.yaml: LLaMA-Factory's argument check could not run: {str(e).splitlines()[0]}"]
+    model_of = {r.run_id: r.model for r in runs}
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for run_id, problems in found.items():
+        model = model_of.get(run_id)
+        if model is None:
+            continue
+        for kind, key, msg in problems:
+            if kind == "unknown":
+                hint = f"did you mean '{msg}'?" if msg else "see LLaMA-Factory's argument list"
+                text = f"{where_set(cfg, model, key)}: LLaMA-Factory has no training key '{key}'; {hint}"
+            elif kind == "type":
+                value_repr = msg.split(" is a ", 1)[0]
+                text = f"{where_set(cfg, model, key)}: {msg}{_hint(value_repr)}"
+            else:
+                text = f"LLaMA-Factory refuses the run's train.yaml: {msg}"
+            grouped[text].append(run_id)
+    errors = [f"{text} (in {len(ids)} of {len(runs)} run(s), e.g. {ids[0]})" for text, ids in grouped.items()]
+    return errors, []
