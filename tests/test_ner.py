@@ -57,3 +57,53 @@ def test_micro_and_per_type_scores():
 def test_all_wrong_and_empty():
     m = ner_metrics([[], []], [[("王", "人名")], []], TASK.labels, invalid_answers=2, invalid_lines=2)
     assert m["f1_micro"] == 0 and m["invalid"] == 2 and m["invalid_rate"] == 1.0
+
+
+TEXT = "罗佳毕业于国家图书馆"
+
+
+@pytest.mark.parametrize("item,pair", [
+    ({"start": 0, "end": 2, "label": "人名"}, ("罗佳", "人名")),                       # character offsets
+    ([5, 10, "地名"], ("国家图书馆", "地名")),                                           # spaCy's [start, end, label]
+    ({"start": 0, "end": 2, "text": "罗佳", "labels": ["人名"]}, ("罗佳", "人名")),      # Label Studio
+    ({"start": 5, "end": 10, "text": "国家图书馆", "label": "地名"}, ("国家图书馆", "地名")),
+    ({"text": "罗佳", "label": "人名"}, ("罗佳", "人名")),
+])
+def test_entities_from_row_offset_forms(item, pair):
+    row = {"text": TEXT, "entities": [item]}
+    assert entities_from_row(row, "entities", "answer", TASK) == [pair]
+
+
+def test_offsets_count_in_the_text_as_given_under_its_column():
+    row = {"sentence": "  " + TEXT, "entities": [[2, 4, "人名"]]}   # leading spaces count
+    assert entities_from_row(row, "entities", "answer", TASK, "sentence") == [("罗佳", "人名")]
+
+
+@pytest.mark.parametrize("item,msg", [
+    ({"start": 0, "end": 3, "text": "罗佳", "label": "人名"}, r'the text at \[0:3\] is "罗佳毕", not "罗佳"'),
+    ([0, 3, "人名", "x"], "none of the accepted forms"),
+    ([None, "人名"], "the entity must be a non-empty string, found null"),
+    (["  ", "人名"], "the entity must be a non-empty string"),
+    (["罗佳", None], "the type must be a non-empty string, found null"),
+    (["罗佳", 3], "the type must be a non-empty string, found 3"),
+    ({"entity": "罗佳"}, "no type"),
+    ({"start": 0, "end": 2}, "give the type as 'label'"),
+    ({"start": 0, "end": 2, "labels": ["人名", "地名"]}, "exactly one type"),
+    ({"start": 0, "end": 20, "label": "人名"}, "offsets outside the text, which has 10 characters"),
+    ({"start": 2, "end": 2, "label": "人名"}, "offsets outside the text"),
+    ([True, 2, "人名"], "whole numbers"),
+    (["罗佳", "人名", "x"], "whole numbers"),
+    ({"entity": "罗佳", "text": "国家", "type": "人名"}, "disagree on the entity"),
+])
+def test_entities_from_row_refuses_what_it_cannot_read_exactly(item, msg):
+    with pytest.raises(ValueError, match=msg):
+        entities_from_row({"text": TEXT, "entities": [item]}, "entities", "answer", TASK)
+
+
+def test_entities_column_must_be_a_list_and_answer_a_string():
+    with pytest.raises(ValueError, match="must be a list of entities.*a CSV cell is plain text"):
+        entities_from_row({"text": TEXT, "entities": '[["罗佳", "人名"]]'}, "entities", "answer", TASK)
+    with pytest.raises(ValueError, match="'answer' must be a string"):
+        entities_from_row({"text": TEXT, "answer": None}, "entities", "answer", TASK)
+    # A null entities cell falls back to the answer column, as before.
+    assert entities_from_row({"entities": None, "answer": "罗佳_人名"}, "entities", "answer", TASK) == [("罗佳", "人名")]

@@ -209,3 +209,113 @@ def test_a_dataset_dict_without_the_split_says_which_it_has(sandbox):
     cfg = _cfg(sandbox, data={"source": "data/plain"})
     with pytest.raises(ConfigError, match="not one written by datasets' save_to_disk"):
         make_splits(cfg)
+
+
+# The readers never change a value silently: what they cannot read exactly they refuse.
+
+TC = {"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"}
+
+
+def _load(sandbox, name, content, task=TC, **data):
+    from lorasweep.splits import load_examples
+
+    path = sandbox / "data" / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    cfg = _cfg(sandbox, task=task, data={"source": f"data/{name}", "test_size": 1, **data})
+    return load_examples(cfg, cfg.data.source)
+
+
+def test_csv_keeps_line_breaks_inside_quoted_fields(sandbox):
+    rows = _load(sandbox, "q.csv", 'text,label\n"The car\nwas red",a\nx,b\n')
+    assert [r["text"] for r in rows] == ["The car\nwas red", "x"]
+    rows = _load(sandbox, "crlf.csv", 'text,label\r\n"one\r\ntwo",a\r\nx,b\r\n')   # kept exactly, \r\n too
+    assert [r["text"] for r in rows] == ["one\r\ntwo", "x"]
+
+
+def test_semicolon_csv_sniffed_or_given_and_ragged_rows_refused(sandbox):
+    semi = "text;label\nhello, world;a\nbye;b\n"
+    expected = [{"text": "hello, world", "label": "a"}, {"text": "bye", "label": "b"}]
+    assert _load(sandbox, "s.csv", semi) == expected
+    assert _load(sandbox, "s.csv", semi, sep=";") == expected
+    assert _load(sandbox, "p.tsv", semi.replace(";", "|"), sep="|") == expected
+    with pytest.raises(ConfigError, match=r"r\.csv: 1 row\(s\) have another number of fields than the header's 2 "
+                                          r"\(separator ','\); the first, row 2 \(line 3\), has 3; .*data\.sep"):
+        _load(sandbox, "r.csv", "text,label\nbye,b\nhello, world,a\n")
+    with pytest.raises(ConfigError, match=r"row 1 \(line 2\), has 1"):
+        _load(sandbox, "r.csv", "text,label\nhello\n")
+    with pytest.raises(ConfigError, match="data.sep: 'ab' cannot separate CSV fields"):
+        _load(sandbox, "s.csv", semi, sep="ab")
+
+
+def test_a_gbk_csv_is_refused_naming_gbk_and_read_with_data_encoding(sandbox):
+    gbk = "text,label\n罗佳毕业于国家图书馆,a\n".encode("gbk")
+    with pytest.raises(ConfigError, match=r"g\.csv: not UTF-8 at byte offset 11 \(line 2: 0xc2\); it reads as "
+                                          r"GBK.*罗佳毕业于国家图书馆.*set data\.encoding: gbk"):
+        _load(sandbox, "g.csv", gbk)
+    assert _load(sandbox, "g.csv", gbk, encoding="gbk") == [{"text": "罗佳毕业于国家图书馆", "label": "a"}]
+    with pytest.raises(ConfigError, match="data.encoding: unknown encoding 'gkb'"):
+        _load(sandbox, "g.csv", gbk, encoding="gkb")
+    with pytest.raises(ConfigError, match=r"not UTF-8 at byte offset 13 .*set data\.encoding to the encoding"):
+        _load(sandbox, "l.jsonl", '{"text": "café", "label": "a"}'.encode("latin-1"))
+    # A BOM is still fine, with or without data.encoding: utf-8.
+    bom = "\ufefftext,label\nx,a\n".encode()
+    assert _load(sandbox, "b.csv", bom) == _load(sandbox, "b.csv", bom, encoding="utf-8") == [{"text": "x", "label": "a"}]
+
+
+def test_jsonl_lines_end_at_newlines_only(sandbox):
+    lines = [json.dumps({"text": "第一句\u2028第二\x85句", "label": "a"}, ensure_ascii=False), "",
+             json.dumps({"text": "x", "label": "b"}), "{oops"]
+    with pytest.raises(ConfigError, match=r"u\.jsonl:4: not valid JSON"):   # line numbers still right
+        _load(sandbox, "u.jsonl", "\r\n".join(lines))
+    rows = _load(sandbox, "u.jsonl", "\r\n".join(lines[:3]))
+    assert rows == [{"text": "第一句\u2028第二\x85句", "label": "a"}, {"text": "x", "label": "b"}]
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"text": None}, r"2 row\(s\) have a cell that is not text; the first, row 2, column 'text', has null: fill it in"),
+    ({"text": ["The", "car", "was", "red"]},
+     r"the first, row 2, column 'text', has \[\"The\", \"car\", \"was\", \"red\"\]: join the tokens into one string"),
+    ({"label": {"name": "a"}}, r"row 2, column 'label', has \{\"name\": \"a\"\}: write the string itself"),
+    ({"label": True}, r"row 2, column 'label', has true: write it as the string \"true\""),
+    ({"text": 1.10}, r"row 2, column 'text', has 1\.1: write it as a string"),
+])
+def test_cells_that_are_not_text_are_refused(sandbox, bad, msg):
+    rows = [{"text": "ok", "label": "a"}] + [{"text": f"t{i}", "label": "b", **bad} for i in range(2)]
+    with pytest.raises(ConfigError, match=r"d\.jsonl: .*" + msg):
+        _load(sandbox, "d.jsonl", "\n".join(json.dumps(r) for r in rows))
+
+
+def test_int_cells_are_their_digits_and_empty_csv_cells_are_empty(sandbox):
+    task = {"type": "text_classification", "labels": ["0", "1"], "prompt": "{text}"}
+    rows = _load(sandbox, "i.jsonl", json.dumps({"text": 2024, "label": 1}), task=task)
+    assert rows == [{"text": "2024", "label": "1"}]
+    assert _load(sandbox, "e.csv", "text,label\n,a\n") == [{"text": "", "label": "a"}]
+    with pytest.raises(ConfigError, match="column 'entity1', has 7: write it as a string"):
+        _load(sandbox, "r.jsonl", json.dumps({"text": "x", "label": "a", "entity1": 7, "entity2": "y"}),
+              task={**TC, "type": "relation_classification", "prompt": "{text}{entity1}{entity2}"})
+
+
+NER = {"type": "ner", "labels": ["人名", "地名"], "prompt": "{text}"}
+
+
+def test_ner_offsets_resolve_against_the_raw_text(sandbox):
+    rows = [{"text": " 罗佳毕业于国家图书馆", "entities": [{"start": 1, "end": 3, "label": "人名"}, [6, 11, "地名"]]},
+            {"text": "王五在北京", "entities": [{"start": 3, "end": 5, "text": "北京", "labels": ["地名"]}]}]
+    out = _load(sandbox, "n.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), task=NER)
+    assert out[0] == {"text": "罗佳毕业于国家图书馆", "entities": [["罗佳", "人名"], ["国家图书馆", "地名"]],
+                      "label": "罗佳_人名\n国家图书馆_地名"}
+    assert out[1]["entities"] == [["北京", "地名"]]
+
+
+@pytest.mark.parametrize("ents,msg", [
+    ([{"start": 0, "end": 3, "label": "人名", "text": "罗佳"}], r'row 1: entity .*: the text at \[0:3\] is "罗佳毕"'),
+    ([[None, "人名"]], r"row 1: entity \[null, \"人名\"\]: the entity must be a non-empty string"),
+    ('[["罗佳", "人名"]]', "row 1: 'entities' must be a list of entities"),
+])
+def test_ner_rows_that_cannot_be_read_exactly_are_refused(sandbox, ents, msg):
+    row = {"text": "罗佳毕业于国家图书馆", "entities": ents}
+    with pytest.raises(ConfigError, match=r"n\.jsonl: " + msg):
+        _load(sandbox, "n.jsonl", json.dumps(row, ensure_ascii=False), task=NER)

@@ -4,7 +4,9 @@ them in the top-level dataset_info.json that LLaMA-Factory reads.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import logging
 import random
@@ -15,7 +17,7 @@ from pathlib import Path
 from . import demo_data
 from .atomic import atomic_write_text
 from .config import ConfigError, ExperimentConfig
-from .ner import entities_from_row, format_answer
+from .ner import abridged, entities_from_row, format_answer
 from .paths import data_dir, dataset_info, repo_root, test_file
 from .plan import train_runs
 from .prompts import render_prompt
@@ -53,7 +55,127 @@ def _read_saved_dataset(path: Path, split: str | None, default_split: str) -> li
     return ds.to_list()
 
 
-def _read_records(path: Path) -> list[dict]:
+_TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
+_SEPARATORS = ",;\t|"   # what sniffing chooses among
+_SNIFF_CHARS = 16384    # how much of a CSV file sniffing looks at
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def _decode(path: Path, raw: bytes, encoding: str | None) -> str:
+    """The file's text in data.encoding, else UTF-8 (a BOM allowed). Never a
+    guess: a file that is not UTF-8 is refused, saying which encoding it
+    might be, since reading it in the wrong one would change every text."""
+    if encoding is not None:
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError:
+            raise ConfigError(f"data.encoding: unknown encoding {encoding!r}; use a name such as utf-8, gbk, "
+                              "gb18030, big5 or utf-16") from None
+        codec = "utf-8-sig" if codec == "utf-8" else codec   # a BOM is not part of the first column's name
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not {encoding} (data.encoding): byte 0x{raw[e.start]:02x} at offset "
+                              f"{e.start} (line {_line_of(raw, e.start)}) is not valid in it; set data.encoding "
+                              "to the encoding the file was saved in") from None
+        except LookupError:   # a codec of bytes to bytes, such as base64
+            raise ConfigError(f"data.encoding: {encoding!r} is not a text encoding; use a name such as utf-8, "
+                              "gbk, gb18030, big5 or utf-16") from None
+        # Real GBK (or other) text is hardly ever also valid UTF-8: when it is, the setting is likely a mistake.
+        if codec != "utf-8-sig" and not raw.isascii() and _decodes(raw, "utf-8-sig"):
+            log.warning("%s: read as %s (data.encoding), though it is valid UTF-8; if its texts look garbled, "
+                        "drop data.encoding", path, encoding)
+        return text
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bad = e.start
+    where = f"byte offset {bad} (line {_line_of(raw, bad)}: 0x{raw[bad]:02x})"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"{path}: not UTF-8 but UTF-16 (it starts with a UTF-16 byte order mark); "
+                          "set data.encoding: utf-16") from None
+    try:
+        raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 at {where}; set data.encoding to the encoding the file was saved in "
+                          "(e.g. gbk, big5, cp1252)") from None
+    # Show the offending line as GB18030 reads it, so the user can tell whether that is right.
+    start = raw.rfind(b"\n", 0, bad) + 1
+    end = raw.find(b"\n", bad)
+    sample = raw[start:end if end >= 0 else len(raw)].decode("gb18030").strip()
+    name = "gbk (or gb18030)" if _decodes(raw, "gbk") else "gb18030"
+    raise ConfigError(f"{path}: not UTF-8 at {where}; it reads as GBK/GB18030, the Chinese Windows encoding "
+                      f"({abridged(sample, 40)}): if that is right, set data.encoding: {name}")
+
+
+def _decodes(raw: bytes, codec: str) -> bool:
+    try:
+        raw.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_sep(path: Path, text: str, sep: str | None) -> str:
+    """data.sep, else the separator that splits the first lines into equal rows
+    of 2+ fields: the suffix's own (, or tab) when it does, else the sniffed one."""
+    if sep is not None:
+        sep = "\t" if sep == "\\t" else sep   # '\t' in single quotes in YAML is a backslash and a t
+        if len(sep) != 1 or sep in "\"\r\n":
+            raise ConfigError(f"data.sep: {sep!r} cannot separate CSV fields; give one character such as "
+                              "',', ';', '|' or \"\\t\" (double quotes in YAML) for a tab")
+        return sep
+    default = "\t" if path.suffix.lower() == ".tsv" else ","
+    sample, cut = text[:_SNIFF_CHARS], len(text) > _SNIFF_CHARS
+    if cut:
+        sample = sample[:sample.rfind("\n") + 1] or sample
+    if _splits_evenly(sample, default, cut):
+        return default
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=_SEPARATORS).delimiter
+    except csv.Error:
+        return default
+    return sniffed if _splits_evenly(sample, sniffed, cut) else default
+
+
+def _splits_evenly(sample: str, sep: str, cut: bool) -> bool:
+    try:
+        rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep) if r]
+    except csv.Error:
+        return False
+    if cut and len(rows) > 1:
+        rows = rows[:-1]   # may end inside a quoted field
+    return bool(rows) and len(rows[0]) >= 2 and all(len(r) == len(rows[0]) for r in rows)
+
+
+def _read_csv(path: Path, text: str, sep: str | None) -> list[dict]:
+    # The text goes to the csv module whole (newline=""): a quoted field may
+    # hold line breaks, which splitting into lines first would lose.
+    sep = _csv_sep(path, text, sep)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep)
+    rows, ragged, first = [], 0, ""
+    try:
+        for row in reader:
+            rows.append(row)
+            # DictReader files extra fields under the key None and fills missing ones with None.
+            if None in row or None in row.values():
+                ragged += 1
+                if not first:
+                    n = len(reader.fieldnames or ()) + len(row.get(None) or ()) - list(row.values()).count(None)
+                    first = f"row {len(rows)} (line {reader.line_num}), has {n}"
+    except csv.Error as e:
+        raise ConfigError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
+    if ragged:
+        raise ConfigError(f"{path}: {ragged} row(s) have another number of fields than the header's "
+                          f"{len(reader.fieldnames or ())} (separator {sep!r}); the first, {first}; quote fields "
+                          f"that contain {sep!r}, or set data.sep if the file uses another separator")
+    return rows
+
+
+def _read_records(path: Path, sep: str | None = None, encoding: str | None = None) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -62,10 +184,16 @@ def _read_records(path: Path) -> list[dict]:
             return pq.read_table(path).to_pylist()
         except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
             raise ConfigError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
-    text = path.read_text(encoding="utf-8-sig")
+    if suffix not in _TEXT_SUFFIXES:
+        raise ConfigError(f"{path}: unsupported data format '{suffix}' (use .json, .jsonl, .csv, .tsv, .parquet or a "
+                          "datasets save_to_disk folder)")
+    text = _decode(path, path.read_bytes(), encoding)
     if suffix == ".jsonl":
         rows = []
-        for i, line in enumerate(text.splitlines(), 1):
+        # Lines end at "\n" only: str.splitlines() also breaks at U+2028,
+        # U+0085 and others, which JSON allows unescaped inside a string.
+        for i, line in enumerate(text.split("\n"), 1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             try:
@@ -81,10 +209,27 @@ def _read_records(path: Path) -> list[dict]:
         if not isinstance(data, list):
             raise ConfigError(f"{path}: expected a JSON list of objects")
         return data
-    if suffix in (".csv", ".tsv"):
-        return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
-    raise ConfigError(f"{path}: unsupported data format '{suffix}' (use .json, .jsonl, .csv, .tsv, .parquet or a "
-                      "datasets save_to_disk folder)")
+    return _read_csv(path, text, sep)
+
+
+def _cell_fix(value, int_ok: bool) -> str | None:
+    """None when a cell can be used as the text it is; else what to write instead.
+    str() of anything else would change it silently: null becomes "None", a
+    token list "['a', 'b']", true "True". An int reads back as the digits the
+    file has, so it passes where int_ok (texts and labels such as 0/1); a
+    float does not, as str() may not be how the file wrote it (1.10 -> "1.1")."""
+    if isinstance(value, str) or (int_ok and isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    if value is None or (isinstance(value, float) and value != value):   # null, or pandas' NaN for a missing cell
+        return "fill it in, or leave the row out"
+    if isinstance(value, bool):
+        return f'write it as the string "{str(value).lower()}"'
+    if isinstance(value, (list, tuple)):
+        tokens = all(isinstance(v, str) for v in value)
+        return "join the tokens into one string" if tokens else "write one string instead of a list"
+    if isinstance(value, dict):
+        return "write the string itself instead of an object"
+    return "write it as a string, in quotes"
 
 
 def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> list[dict[str, str]]:
@@ -92,7 +237,7 @@ def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> lis
     need = [d.text_column] if cfg.task.type == "ner" else [d.text_column, d.label_column]
     if cfg.task.type == "relation_classification":
         need += [d.entity1_column, d.entity2_column]
-    out = []
+    bad_cells, first_bad = 0, ""
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise ConfigError(f"{source}: row {i} is not an object")
@@ -100,12 +245,28 @@ def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> lis
         if missing:
             raise ConfigError(f"{source}: row {i} lacks column(s) {missing}; "
                               f"set data.text_column/label_column/entity1_column/entity2_column "
-                              f"(row has {sorted(row)})")
+                              f"(row has {sorted(map(str, row))})")
+        fixes = [(c, fix) for c in need
+                 if (fix := _cell_fix(row[c], int_ok=c in (d.text_column, d.label_column))) is not None]
+        if fixes:
+            bad_cells += 1
+            if not first_bad:
+                c, fix = fixes[0]
+                first_bad = f"row {i}, column '{c}', has {abridged(row[c], 60)}: {fix}"
+    if bad_cells:
+        raise ConfigError(f"{source}: {bad_cells} row(s) have a cell that is not text; the first, {first_bad}")
+    out = []
+    for i, row in enumerate(rows, 1):
         if cfg.task.type == "ner":
+            # Offsets count characters of the text as given, so the entities
+            # come from the raw text; the example keeps the stripped one.
             try:
-                ents = entities_from_row(row, d.entities_column, d.answer_column, cfg.task)
-            except (KeyError, ValueError, TypeError) as e:
-                raise ConfigError(f"{source}: row {i}: {e} (set data.entities_column or data.answer_column)") from None
+                ents = entities_from_row(row, d.entities_column, d.answer_column, cfg.task, d.text_column)
+            except KeyError as e:
+                raise ConfigError(f"{source}: row {i}: {e.args[0] if e.args else e} "
+                                  "(set data.entities_column or data.answer_column)") from None
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"{source}: row {i}: {e}") from None
             bad_types = sorted({t for _, t in ents if t not in cfg.task.labels})
             if bad_types:
                 raise ConfigError(f"{source}: row {i} has entity types not in task.labels: {bad_types}; "
@@ -145,7 +306,7 @@ def load_examples(cfg: ExperimentConfig, source: str, split: str = "train") -> l
         return _normalise_rows(cfg, _read_saved_dataset(path, named, split), f"{path}:{named or split}")
     if not path.is_file():
         raise ConfigError(f"data.source: file not found: {path}")
-    return _normalise_rows(cfg, _read_records(path), str(path))
+    return _normalise_rows(cfg, _read_records(path, cfg.data.sep, cfg.data.encoding), str(path))
 
 
 def _locate(source: str) -> tuple[Path, str | None]:
