@@ -126,16 +126,18 @@ def _show(ex: dict) -> str:
 def disk_problems(cfg: ExperimentConfig) -> list[str]:
     """Enough free disk for the planned adapters (rough: LoRA matrices of every linear layer, fp32)."""
     need = 0
+    runs = train_runs(cfg)
     for m in cfg.models:
-        rank = int(cfg.train_args(m.name).get("lora_rank", 8))
         try:
             mc = json.loads((resolve_model_path(m.path) / "config.json").read_text())
         except (OSError, ValueError):
             continue
         mc = mc.get("text_config", mc)
         h, i, n = mc.get("hidden_size", 4096), mc.get("intermediate_size", 4 * 4096), mc.get("num_hidden_layers", 32)
-        per_adapter = rank * (4 * 2 * h + 3 * (h + i)) * n * 4 + 50_000_000   # + tokenizer, logs, predictions
-        need += per_adapter * sum(1 for r in train_runs(cfg) if r.model == m.name)
+        for r in runs:
+            if r.model == m.name:
+                rank = int(cfg.train_args(r.model, r.variant).get("lora_rank", 8))
+                need += rank * (4 * 2 * h + 3 * (h + i)) * n * 4 + 50_000_000   # + tokenizer, logs, predictions
     root = experiment_dir(cfg.name)
     probe = next((p for p in [root, *root.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(probe).free

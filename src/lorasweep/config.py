@@ -288,6 +288,10 @@ class ExperimentConfig(_Strict):
     models: list[ModelSpec]
     train_sizes: list[int]
     seeds: list[int] = Field(default_factory=lambda: [1])
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named sets of LLaMA-Factory training keys, each a level of the grid "
+                                          "(e.g. {r8: {}, r64: {lora_rank: 64}, e10: {num_train_epochs: 10}}); "
+                                          "they override models[].train_args")
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
@@ -328,6 +332,28 @@ class ExperimentConfig(_Strict):
             # Python's random.seed(-1) equals random.seed(1): two "different" seeds, one subset)
             raise ValueError(f"seeds {bad} are out of range: a seed is a whole number from 0 to {MAX_SEED}")
         return v
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, keys in v.items():
+            if not _NAME_RE.match(str(name)):
+                raise ValueError(f"variant name {name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+            if not isinstance(keys, dict):
+                raise ValueError(f"variant '{name}': expected a mapping of LLaMA-Factory training keys "
+                                 f"(or {{}} for the settings as they are), got {keys!r}")
+            _no_managed_keys(keys, f"variants.{name}")
+        return v
+
+    @model_validator(mode="after")
+    def _axes_apart(self) -> "ExperimentConfig":
+        # run ids join the axes with "__": a prompt and a variant of one name would be one id
+        both = sorted(set(self.variants) & {p for p in self.task.prompt_names() if p})
+        if both:
+            raise ValueError(f"{both} name both a prompt and a variant; rename one")
+        if any(p and p.startswith("variant-") for p in self.task.prompt_names()):
+            raise ValueError("prompt names may not start with 'variant-' (the variant level of the run folders)")
+        return self
 
     @field_validator("models")
     @classmethod
@@ -374,9 +400,18 @@ class ExperimentConfig(_Strict):
         """The command line's `--set key=value` items this config was loaded with."""
         return list(self._set_args)
 
-    def train_args(self, model: str) -> dict[str, Any]:
-        """LLaMA-Factory keys for a model's runs: defaults < train.args < models[].train_args."""
-        return {**self.train.resolved_args(), **self.model(model).train_args}
+    def variant_names(self) -> list[str | None]:
+        """None when the experiment has no variants, else their names in order."""
+        return list(self.variants) or [None]
+
+    def train_args(self, model: str, variant: str | None = None) -> dict[str, Any]:
+        """LLaMA-Factory keys for a model's runs: defaults < train.args < models[].train_args < the variant."""
+        return {**self.train.resolved_args(), **self.model(model).train_args,
+                **(self.variants[variant] if variant else {})}
+
+    def train_arg_values(self, model: str, key: str, default: Any) -> list[Any]:
+        """The values a key takes over the model's variants (e.g. the largest lora_rank is the server's)."""
+        return [self.train_args(model, v).get(key, default) for v in self.variant_names()]
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:

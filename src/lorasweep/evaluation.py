@@ -130,7 +130,7 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
     short, or None."""
     adapters = {r.run_id: r.adapter_dir for r in runs if not r.is_base}
     chat_template = adapters_template(trained)   # what LLaMA-Factory trained on (train/serve parity)
-    rank = int(cfg.train_args(model.name).get("lora_rank", 8))
+    rank = int(max(cfg.train_arg_values(model.name, "lora_rank", 8)))
     attempts = 1 + cfg.eval.server_restarts
     failure = None
     for attempt in range(1, attempts + 1):

@@ -1,4 +1,4 @@
-"""The grid: one RunSpec per model x prompt x train size x seed, plus one
+"""The grid: one RunSpec per model x prompt x variant x train size x seed, plus one
 zero-shot run per model and prompt (train size 0), plus the classical
 baselines. Ids and folders follow from the coordinates alone (runspec.py).
 """
@@ -10,9 +10,9 @@ from .runspec import BASELINE_MODELS, RunSpec
 
 def train_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     """Training runs, smallest sizes first so early results arrive early."""
-    return [RunSpec(cfg.name, m.name, size, seed, prompt)
-            for size in cfg.train_sizes for m in cfg.models
-            for prompt in cfg.task.prompt_names() for seed in cfg.seeds]
+    return [RunSpec(cfg.name, m.name, size, seed, prompt, variant)
+            for size in cfg.train_sizes for m in cfg.models for prompt in cfg.task.prompt_names()
+            for variant in cfg.variant_names() for seed in cfg.seeds]
 
 
 def base_runs(cfg: ExperimentConfig) -> list[RunSpec]:
@@ -37,6 +37,8 @@ def plan_text(cfg: ExperimentConfig) -> str:
     runs = train_runs(cfg)
     prompts = cfg.task.prompt_names()
     axis = f" x {len(prompts)} prompt(s)" if prompts != [None] else ""
+    if cfg.variants:
+        axis += f" x {len(cfg.variants)} variant(s)"
     lines = [f"experiment {cfg.name}: {len(cfg.models)} model(s){axis} x {len(cfg.train_sizes)} size(s) "
              f"x {len(cfg.seeds)} seed(s) = {len(runs)} training run(s)"]
     states = [r.state() for r in runs]
@@ -55,4 +57,7 @@ def plan_text(cfg: ExperimentConfig) -> str:
     if cfg.eval.baselines:
         lines.append(f"  + {len(baseline_runs(cfg))} baseline run(s) ({', '.join(cfg.eval.baselines)}) fitted by eval")
     lines.append(f"  decoding: {', '.join(cfg.eval.decodings)}")
+    for name, keys in cfg.variants.items():
+        shown = ", ".join(f"{k}={v}" for k, v in keys.items()) or "the settings as they are"
+        lines.append(f"  variant {name}: {shown}")
     return "\n".join(lines)

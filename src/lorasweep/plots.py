@@ -5,7 +5,7 @@ analysis.py) and returns a matplotlib Figure.
 """
 from __future__ import annotations
 
-from .results import series_keys
+from .results import base_in_every_variant, series_keys
 from .runspec import is_baseline_model
 
 METRIC_NAMES = {"score": "score (macro-F1; ner: entity micro-F1)", "f1_macro": "macro-F1", "accuracy": "accuracy",
@@ -24,6 +24,7 @@ def plot_learning_curves(df, metrics=("score", "accuracy"), ax=None):
     else:
         fig, axes = ax.figure, [ax]
     keys = series_keys(df)
+    df = base_in_every_variant(df)
     for metric, a in zip(metrics, axes, strict=False):
         for name, sub in df.groupby(keys):
             name = name if isinstance(name, tuple) else (name,)
@@ -155,19 +156,19 @@ def plot_cost(df):
 
 
 def plot_loss_curves(curves):
-    """Training loss against epoch, one panel per model (and prompt), one line
+    """Training loss against epoch, one panel per model (and prompt, variant), one line
     per train size and seed (results.training_curves)."""
     import matplotlib.pyplot as plt
 
-    groups = list(curves.groupby(["model", "prompt"])) if len(curves) else []
+    groups = list(curves.groupby(["model", "prompt", "variant"])) if len(curves) else []
     fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(5 * max(len(groups), 1), 3.6), squeeze=False)
     sizes = sorted(curves["size"].unique()) if len(curves) else []
     colours = {s: plt.cm.viridis(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
-    for ax, ((model, prompt), g) in zip(axes[0], groups, strict=False):
+    for ax, ((model, prompt, variant), g) in zip(axes[0], groups, strict=False):
         for (size, seed), run in g.groupby(["size", "seed"]):
             ax.plot(run["epoch"], run["loss"], "-", color=colours[size], lw=1.2, alpha=0.85,
                     label=f"n={size}" + (f" seed {seed}" if g["seed"].nunique() > 1 else ""))
-        ax.set_title(f"{model}" + (f" / {prompt}" if prompt else ""), fontsize=10)
+        ax.set_title(" / ".join(x for x in (model, prompt, variant) if x), fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
         ax.set_yscale("log")

@@ -20,9 +20,9 @@ from .runspec import RunSpec, is_baseline_model, scored_on_disk
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["run_id", "model", "prompt", "decoding", "size", "seed", "in_plan", "task", "n", "score", "accuracy",
-           "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted", "recall_weighted",
-           "f1_micro", "precision_micro", "recall_micro", "exact_match", "invalid", "invalid_rate",
+COLUMNS = ["run_id", "model", "prompt", "variant", "decoding", "size", "seed", "in_plan", "task", "n", "score",
+           "accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted",
+           "recall_weighted", "f1_micro", "precision_micro", "recall_micro", "exact_match", "invalid", "invalid_rate",
            "train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen", "train_peak_rss_gb", "score_s"]
 # The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
 HEADLINE = {"ner": "f1_micro"}
@@ -47,7 +47,8 @@ def collect_results(cfg: ExperimentConfig):
     for r, d in scored:
         m = read_json(r.metrics_file(d))
         metrics = m["metrics"]
-        row = {"run_id": r.run_id, "model": r.model, "prompt": r.prompt or "", "decoding": d, "size": r.size,
+        row = {"run_id": r.run_id, "model": r.model, "prompt": r.prompt or "", "variant": r.variant or "",
+               "decoding": d, "size": r.size,
                "seed": r.seed, "in_plan": (r, d) in planned, "task": cfg.task.type, "score_s": m.get("score_s"),
                "score": metrics.get(HEADLINE.get(cfg.task.type, "f1_macro"))}
         row.update({k: metrics[k] for k in COLUMNS if k in metrics})
@@ -103,9 +104,11 @@ def training_curves(experiment: str | ExperimentConfig, df):
                 continue
             if rec.get("loss") is not None:
                 rows.append({"run_id": row["run_id"], "model": row["model"], "prompt": row.get("prompt") or "",
+                             "variant": row.get("variant") or "",
                              "size": int(row["size"]), "seed": row["seed"], "step": rec.get("current_steps"),
                              "epoch": rec.get("epoch"), "loss": rec["loss"]})
-    return pd.DataFrame(rows, columns=["run_id", "model", "prompt", "size", "seed", "step", "epoch", "loss"])
+    return pd.DataFrame(rows, columns=["run_id", "model", "prompt", "variant", "size", "seed", "step", "epoch",
+                                       "loss"])
 
 
 def baseline_rows(df):
@@ -114,15 +117,31 @@ def baseline_rows(df):
 
 
 def series_name(row) -> str:
-    """One curve's label: the model, and its prompt and decoding mode when it has them."""
-    parts = [row["model"], row.get("prompt") or "", row["decoding"] if row["decoding"] != BASELINE_DECODING else ""]
+    """One curve's label: the model, and its prompt, variant and decoding mode when it has them."""
+    parts = [row["model"], row.get("prompt") or "", row.get("variant") or "",
+             row["decoding"] if row["decoding"] != BASELINE_DECODING else ""]
     return " / ".join(p for p in parts if p)
 
 
+def base_in_every_variant(df):
+    """The table with each zero-shot row (it trains nothing, so it has no
+    variant) repeated under every variant of its model: each variant's curve
+    starts at the same size-0 point."""
+    import pandas as pd
+
+    if "variant" not in df or df["variant"].nunique() < 2:
+        return df
+    base = (df["size"] == 0) & (df["variant"] == "")
+    copies = [df[base & (df["model"] == m)].assign(variant=v)
+              for m, v in df[~base & (df["variant"] != "")][["model", "variant"]].drop_duplicates().itertuples(
+                  index=False)]
+    return pd.concat([df[~base], *copies], ignore_index=True) if copies else df
+
+
 def series_keys(df) -> list[str]:
-    """Columns that tell curves apart: the model, and the prompt/decoding when they vary."""
+    """Columns that tell curves apart: the model, and the prompt/variant/decoding when they vary."""
     keys = ["model"]
-    for k in ("prompt", "decoding"):
+    for k in ("prompt", "variant", "decoding"):
         if k in df and df[k].nunique() > 1:
             keys.append(k)
     return keys

@@ -1,13 +1,14 @@
 """One run and its folder: the run-folder protocol, defined once.
 
-A RunSpec is a point of the grid (model x prompt x train size x seed), a
+A RunSpec is a point of the grid (model x prompt x variant x train size x seed), a
 zero-shot base run (size 0), or a classical baseline. Its id and its folder
 follow from those coordinates alone:
 
-    experiments/<exp>/runs/<model>/[<prompt>/]n<size>/seed<seed>/   (a training run)
+    experiments/<exp>/runs/<model>/[<prompt>/][variant-<variant>/]n<size>/seed<seed>/   (a training run)
     experiments/<exp>/runs/<model>/[<prompt>/]n0/base/               (the base model, zero-shot)
 
-With a single unnamed prompt the <prompt> level is left out. Every file a
+With a single unnamed prompt the <prompt> level is left out, and without
+`variants` (named sets of training settings) the variant level. Every file a
 stage reads or writes in that folder is named here and nowhere else:
 
     train.yaml                the resolved LLaMA-Factory config       (train writes)
@@ -39,6 +40,7 @@ def is_baseline_model(name: str) -> bool:
     return name in BASELINE_MODELS.values()
 
 ADAPTER_DIR = "adapter"
+VARIANT_PREFIX = "variant-"               # the variant's folder level: variant-<name>
 CHAT_TEMPLATE = "chat_template.jinja"     # LLaMA-Factory saves it into the adapter folder
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TRAINER_RESULTS = "train_results.json"    # LLaMA-Factory's own summary in the adapter folder
@@ -58,6 +60,7 @@ class RunSpec:
     size: int                  # 0 = the base model, zero-shot
     seed: int | None           # None for zero-shot runs
     prompt: str | None = None  # None: the task's single unnamed prompt
+    variant: str | None = None  # None: no variants (a zero-shot run has none: it trains nothing)
 
     # --- identity ------------------------------------------------------------
 
@@ -76,7 +79,8 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         prompt = f"__{self.prompt}" if self.prompt else ""
-        return f"{self.model}{prompt}__n{self.size}__{self._tail}"
+        variant = f"__{self.variant}" if self.variant else ""
+        return f"{self.model}{prompt}{variant}__n{self.size}__{self._tail}"
 
     @property
     def served_name(self) -> str:
@@ -107,6 +111,8 @@ class RunSpec:
         base = runs_dir(self.experiment, root) / self.model
         if self.prompt:
             base = base / self.prompt
+        if self.variant:
+            base = base / f"{VARIANT_PREFIX}{self.variant}"
         return base / f"n{self.size}" / self._tail
 
     @property
@@ -188,7 +194,7 @@ class RunSpec:
         seed = row["seed"]
         size = int(row["size"])
         seed = None if size == 0 or seed is None or seed != seed else int(seed)   # seed != seed: NaN
-        return cls(experiment, row["model"], size, seed, row.get("prompt") or None)
+        return cls(experiment, row["model"], size, seed, row.get("prompt") or None, row.get("variant") or None)
 
 
 def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
@@ -197,15 +203,20 @@ def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
     root = runs_dir(experiment)
     found = []
     for metrics in sorted(root.glob(f"**/{METRICS_PREFIX}*.json")):
-        parts = metrics.relative_to(root).parts        # model/[prompt/]n<size>/<seed<k>|base>/metrics.<mode>.json
-        if len(parts) not in (4, 5) or not parts[-3].startswith("n") or not parts[-3][1:].isdigit():
+        # model/[prompt/][variant-<v>/]n<size>/<seed<k>|base>/metrics.<mode>.json
+        parts = metrics.relative_to(root).parts
+        if len(parts) not in (4, 5, 6) or not parts[-3].startswith("n") or not parts[-3][1:].isdigit():
+            continue
+        middle = list(parts[1:-3])
+        variant = middle.pop()[len(VARIANT_PREFIX):] if middle and middle[-1].startswith(VARIANT_PREFIX) else None
+        if len(middle) > 1:
             continue
         size, tail = int(parts[-3][1:]), parts[-2]
         seed = None if tail == "base" else int(tail[4:]) if tail.startswith("seed") and tail[4:].isdigit() else -1
         if seed == -1 or (seed is None) != (size == 0):
             continue
         decoding = metrics.name[len(METRICS_PREFIX):-len(".json")]
-        run = RunSpec(experiment, parts[0], size, seed, parts[1] if len(parts) == 5 else None)
+        run = RunSpec(experiment, parts[0], size, seed, middle[0] if middle else None, variant)
         if run.metrics_file(decoding) == metrics:      # the folder is one this protocol names
             found.append((run, decoding))
     return found

@@ -39,7 +39,8 @@ def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
     or cache keeps its finished runs."""
     model = cfg.model(run.model)
     # the model as declared (e.g. embedded:gemma-3-270m), no dataset_dir or output_dir
-    args = {**cfg.train_args(run.model), **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
+    args = {**cfg.train_args(run.model, run.variant),
+            **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     if run.train_file.is_file():
         h.update(run.train_file.read_bytes())
@@ -179,7 +180,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
                            f"{log_tail(run.train_log)}")
     lf = read_json(run.trainer_results) if run.trainer_results.is_file() else {}
     result = {
-        "run_id": run.run_id, "model": run.model, "size": run.size, "seed": run.seed,
+        "run_id": run.run_id, "model": run.model, "variant": run.variant, "size": run.size, "seed": run.seed,
         "train_wall_s": round(wall, 2),
         "train_runtime_s": lf.get("train_runtime"),
         "train_samples_per_s": lf.get("train_samples_per_second"),

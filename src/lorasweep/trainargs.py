@@ -1,6 +1,6 @@
 """A run's LLaMA-Factory config, and LLaMA-Factory's own verdict on it before the night.
 
-Every run's train.yaml is `defaults < train.args < models[].train_args`
+Every run's train.yaml is `defaults < train.args < models[].train_args < variants.<name>`
 plus the keys lorasweep sets from the run's coordinates (tools.run_train_args)
 and, on a GPU that has it, bf16. `check` hands all of them to the training
 environment at once (envscripts/train_args_check.py, one process, ~10 s of
@@ -31,7 +31,7 @@ from .runspec import RunSpec
 def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
     """The run's train.yaml as written before it trains (bf16 is added by train_one on a GPU)."""
     model = cfg.model(run.model)
-    return {**cfg.train_args(run.model),
+    return {**cfg.train_args(run.model, run.variant),
             **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
                                    dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
 
@@ -44,8 +44,10 @@ def with_precision(args: dict, gpus: list[str] | None) -> dict:
     return args
 
 
-def where_set(cfg: ExperimentConfig, model: str, key: str) -> str:
+def where_set(cfg: ExperimentConfig, model: str, key: str, variant: str | None = None) -> str:
     """Which part of the experiment a run's key comes from (for the message)."""
+    if variant and key in cfg.variants[variant]:
+        return f"variants.{variant}.{key}"
     if key in cfg.model(model).train_args:
         return f"models[{model}].train_args.{key}"
     if key in cfg.train.args:
@@ -109,19 +111,20 @@ def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
         found = verdict(cfg, configs, full)
     except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
         return [], [f"train.yaml: LLaMA-Factory's argument check could not run: {str(e).splitlines()[0]}"]
-    model_of = {r.run_id: r.model for r in runs}
+    run_of = {r.run_id: r for r in runs}
     grouped: dict[str, list[str]] = defaultdict(list)
     for run_id, problems in found.items():
-        model = model_of.get(run_id)
-        if model is None:
+        run = run_of.get(run_id)
+        if run is None:
             continue
+        where = lambda key, run=run: where_set(cfg, run.model, key, run.variant)  # noqa: E731
         for kind, key, msg in problems:
             if kind == "unknown":
                 hint = f"did you mean '{msg}'?" if msg else "see LLaMA-Factory's argument list"
-                text = f"{where_set(cfg, model, key)}: LLaMA-Factory has no training key '{key}'; {hint}"
+                text = f"{where(key)}: LLaMA-Factory has no training key '{key}'; {hint}"
             elif kind == "type":
                 value_repr = msg.split(" is a ", 1)[0]
-                text = f"{where_set(cfg, model, key)}: {msg}{_hint(value_repr)}"
+                text = f"{where(key)}: {msg}{_hint(value_repr)}"
             else:
                 text = f"LLaMA-Factory refuses the run's train.yaml: {msg}"
             grouped[text].append(run_id)
