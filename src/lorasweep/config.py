@@ -333,17 +333,21 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"seeds {bad} are out of range: a seed is a whole number from 0 to {MAX_SEED}")
         return v
 
-    @field_validator("variants")
+    @field_validator("variants", mode="before")
     @classmethod
-    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _variants(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v   # pydantic says what a mapping is
+        out = {}
         for name, keys in v.items():
             if not _NAME_RE.match(str(name)):
                 raise ValueError(f"variant name {name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+            keys = {} if keys is None else keys   # `lora:` with nothing after it: the settings as they are
             if not isinstance(keys, dict):
                 raise ValueError(f"variant '{name}': expected a mapping of LLaMA-Factory training keys "
                                  f"(or {{}} for the settings as they are), got {keys!r}")
-            _no_managed_keys(keys, f"variants.{name}")
-        return v
+            out[str(name)] = _no_managed_keys(keys, f"variants.{name}")
+        return out
 
     @model_validator(mode="after")
     def _axes_apart(self) -> "ExperimentConfig":

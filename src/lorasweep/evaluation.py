@@ -26,7 +26,7 @@ from .prompts import render_prompt
 from .results import collect_results
 from .runspec import RunSpec
 from .score import client_processes, served_template
-from .serve import ServerError, VLLMServer, kv_cache_tokens
+from .serve import FULL_BASE, ServerError, VLLMServer, kv_cache_tokens, served_base, trained_base
 from .splits import load_test
 
 log = logging.getLogger(__name__)
@@ -114,17 +114,31 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
         return summary
     trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and r.is_trained()]
     encoding = _start_encoding(cfg, model, runs, trained)
-    failure = _serve_and_score(cfg, model, runs, trained, encoding, gpus, summary)
-    for r in runs:
-        if _fully_scored(cfg, r):
-            summary.scored.append(r.run_id)
-        else:
-            summary.failed[r.run_id] = failure or "not scored"
+    on_gpu = bool(gpus) or tools.has_nvidia_gpu()
+    # One server per base the runs are scored on: the full-precision one, and
+    # on a GPU one quantized like the QLoRA adapters' training base (serve.py).
+    groups: dict[str, list[RunSpec]] = {}
+    for r in sorted(runs, key=lambda r: served_base(cfg, r, on_gpu) != FULL_BASE):
+        groups.setdefault(served_base(cfg, r, on_gpu), []).append(r)
+    moved = [r.run_id for r in runs if trained_base(cfg, r) != served_base(cfg, r, on_gpu)]
+    if moved:
+        log.warning("eval %s: %d adapter(s) trained against a quantized base are scored on the full-precision "
+                    "base (vLLM's CPU backend has no bitsandbytes), e.g. %s; results say so in served_base",
+                    model.name, len(moved), moved[0])
+    for base, group in groups.items():
+        group_trained = [r for r in trained if served_base(cfg, r, on_gpu) == base]
+        failure = _serve_and_score(cfg, model, group, group_trained, encoding, gpus, summary, base)
+        for r in group:
+            if _fully_scored(cfg, r):
+                summary.scored.append(r.run_id)
+            else:
+                summary.failed[r.run_id] = failure or "not scored"
     return summary
 
 
 def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec], trained: list[RunSpec],
-                     encoding: Future | None, gpus: list[str] | None, summary: EvalSummary) -> str | None:
+                     encoding: Future | None, gpus: list[str] | None, summary: EvalSummary,
+                     base: str = FULL_BASE) -> str | None:
     """Start the server (again, up to eval.server_restarts times, when it dies
     mid-scoring) and score until every run is scored. Returns why it stopped
     short, or None."""
@@ -135,8 +149,9 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
     failure = None
     for attempt in range(1, attempts + 1):
         try:
-            with VLLMServer(cfg, model, adapters, chat_template, server_log(cfg.name, model.name),
-                            lora_rank=rank, gpus=gpus) as srv:
+            log_name = model.name if base == FULL_BASE else f"{model.name}.{base}"
+            with VLLMServer(cfg, model, adapters, chat_template, server_log(cfg.name, log_name),
+                            lora_rank=rank, gpus=gpus, base=base) as srv:
                 summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
                 if encoding is not None and attempt == 1:
                     side = encoding.result()   # written to runs/<model>/template.json: the client's stop ids

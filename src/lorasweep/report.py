@@ -102,6 +102,21 @@ def _answer_item(name: str, v: dict) -> str:
     return "".join(parts) + "</li>"
 
 
+def _variants_line(cfg: ExperimentConfig, df) -> str:
+    """The variants and their keys; and the runs scored on another base than they were trained against."""
+    if not cfg.variants:
+        return ""
+    shown = "; ".join(f"<b>{html.escape(n)}</b>: " + html.escape(", ".join(f"{k}={v}" for k, v in keys.items())
+                                                                 or "the settings as they are")
+                      for n, keys in cfg.variants.items())
+    text = f" Variants (each overrides train.args and models[].train_args): {shown}."
+    moved = df[df["trained_base"] != df["served_base"]] if "served_base" in df else df.iloc[0:0]
+    if len(moved):
+        text += (f" {len(moved)} run(s) trained against a quantized base were scored on the full-precision base "
+                 f"(vLLM's CPU backend has no bitsandbytes): {html.escape(', '.join(sorted(set(moved['series']))))}.")
+    return text
+
+
 def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 1000, seed: int = 0,
                  out: Path | None = None) -> Path:
     """One self-contained HTML file (figures embedded) with all of the above."""
@@ -118,12 +133,13 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
                 f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
                 f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
-                f"decoding {', '.join(cfg.eval.decodings)}. Score = "
+                f"decoding {', '.join(cfg.eval.decodings)}.{_variants_line(cfg, df)} Score = "
                 f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
                 f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
     sizes = sorted(int(s) for s in df["size"].unique() if s > 0)
     matrices = {} if cfg.task.type == "ner" else {n: paired_matrix(cfg, df, n, seed=seed) for n in sizes}
-    sections.append("<h2>Which model, how many labels</h2>" + _verdicts(df, matrices, answers, target))
+    which = "Which model, which variant, how many labels" if cfg.variants else "Which model, how many labels"
+    sections.append(f"<h2>{which}</h2>" + _verdicts(df, matrices, answers, target))
     sections.append("<h2>Learning curves and labels needed</h2>")
     sections.append(f'<img class="figure" alt="learning curves" src="data:image/png;base64,'
                     f'{_png(plot_curves_with_fits(df, answers, target))}">')

@@ -20,10 +20,11 @@ from .runspec import RunSpec, is_baseline_model, scored_on_disk
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["run_id", "model", "prompt", "variant", "decoding", "size", "seed", "in_plan", "task", "n", "score",
-           "accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted",
-           "recall_weighted", "f1_micro", "precision_micro", "recall_micro", "exact_match", "invalid", "invalid_rate",
-           "train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen", "train_peak_rss_gb", "score_s"]
+COLUMNS = ["run_id", "model", "prompt", "variant", "trained_base", "served_base", "decoding", "size", "seed",
+           "in_plan", "task", "n", "score", "accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted",
+           "precision_weighted", "recall_weighted", "f1_micro", "precision_micro", "recall_micro", "exact_match",
+           "invalid", "invalid_rate", "train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen",
+           "train_peak_rss_gb", "score_s"]
 # The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
 HEADLINE = {"ner": "f1_micro"}
 
@@ -50,7 +51,9 @@ def collect_results(cfg: ExperimentConfig):
         row = {"run_id": r.run_id, "model": r.model, "prompt": r.prompt or "", "variant": r.variant or "",
                "decoding": d, "size": r.size,
                "seed": r.seed, "in_plan": (r, d) in planned, "task": cfg.task.type, "score_s": m.get("score_s"),
-               "score": metrics.get(HEADLINE.get(cfg.task.type, "f1_macro"))}
+               "score": metrics.get(HEADLINE.get(cfg.task.type, "f1_macro")),
+               # the base weights the adapter was trained against and scored on (serve.py; "full" before QLoRA)
+               "trained_base": m.get("trained_base", "full"), "served_base": m.get("served_base", "full")}
         row.update({k: metrics[k] for k in COLUMNS if k in metrics})
         if r.is_trained():
             t = read_json(r.trained_marker)

@@ -32,6 +32,7 @@ from .ner import parse_answer
 from .parity import served_stop_ids
 from .prompts import render_prompt
 from .runspec import RunSpec
+from .serve import served_base, trained_base
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class RunResult:
     predictions: list = field(default_factory=list)  # parsed: a label or INVALID (ner: list of pairs)
     metrics: dict = field(default_factory=dict)
     score_s: float = 0.0
+    variant: str | None = None
+    trained_base: str = "full"   # the base weights the adapter was trained against (serve.trained_base)
+    served_base: str = "full"    # the base weights it was scored on (serve.served_base)
 
 
 def max_answer_tokens(cfg: ExperimentConfig) -> int:
@@ -331,6 +335,8 @@ def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[
         metrics = classification_metrics(preds, references, cfg.task.labels)
     return RunResult(run_id=run.run_id, experiment=cfg.name, model=run.model, size=run.size, seed=run.seed,
                      decoding=decoding, labels=list(cfg.task.labels), prompt=run.prompt, task=cfg.task.type,
+                     variant=run.variant, trained_base=trained_base(cfg, run),
+                     served_base=served_base(cfg, run, tools.has_nvidia_gpu()),
                      references=references, raw=answers, predictions=preds, metrics=metrics)
 
 

@@ -1,5 +1,13 @@
 """Serving: one vLLM OpenAI-compatible server per base model, holding all its
 finished adapters as LoRA modules, bound to 127.0.0.1 with a generated key.
+
+An adapter trained against a quantized base (QLoRA: quantization_bit 4 or 8)
+saw the base's quantized weights in training; on a GPU its adapters go to a
+second server of the same model that vLLM quantizes the same way at load
+(bitsandbytes, in the 0.2x releases), so it is scored on the weights it was
+trained with. vLLM's CPU backend has no bitsandbytes: there such adapters are
+scored on the full-precision base, with a warning, and the results say so
+(trained_base, served_base).
 """
 from __future__ import annotations
 
@@ -54,6 +62,29 @@ def uses_cpu_lora(cfg: ExperimentConfig, gpus: list[str] | None = None) -> bool:
     return cfg.eval.tune_server and not gpus and not tools.has_nvidia_gpu()
 
 
+FULL_BASE = "full"   # the base as the checkpoint holds it
+
+
+def trained_base(cfg: ExperimentConfig, run) -> str:
+    """The base weights a run was trained against: "full", or "bnb-4bit" / "bnb-8bit" (QLoRA)."""
+    if run.is_base or run.is_baseline:
+        return FULL_BASE
+    bits = cfg.train_args(run.model, run.variant).get("quantization_bit")
+    return f"bnb-{int(bits)}bit" if bits else FULL_BASE
+
+
+def served_base(cfg: ExperimentConfig, run, on_gpu: bool) -> str:
+    """The base weights a run is scored on: its trained base where vLLM can
+    quantize the same way (a GPU), else the full-precision base."""
+    base = trained_base(cfg, run)
+    return base if on_gpu else FULL_BASE
+
+
+def base_server_args(base: str) -> list[str]:
+    """vLLM flags that make a server's base the one named (in-flight bitsandbytes quantization)."""
+    return [] if base == FULL_BASE else ["--quantization", "bitsandbytes"]
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -63,8 +94,8 @@ class VLLMServer:
 
     def __init__(self, cfg: ExperimentConfig, model: ModelSpec, adapters: dict[str, Path],
                  chat_template: Path | None, log_path: Path, lora_rank: int = 8,
-                 gpus: list[str] | None = None):
-        self.cfg, self.model, self.adapters = cfg, model, adapters
+                 gpus: list[str] | None = None, base: str = FULL_BASE):
+        self.cfg, self.model, self.adapters, self.base = cfg, model, adapters, base
         self.gpus = list(gpus or [])
         self.port = free_port()
         self.api_key = secrets.token_hex(16)
@@ -103,6 +134,7 @@ class VLLMServer:
             argv += ["--block-size", str(CPU_BLOCK_SIZE)]
         if len(self.gpus) > 1:
             argv += ["--tensor-parallel-size", str(len(self.gpus))]
+        argv += base_server_args(base)
         argv += list(ev.extra_server_args)
         self.argv = argv
         self.child: Child | None = None
@@ -129,8 +161,9 @@ class VLLMServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.unlink(missing_ok=True)
         t0 = time.time()
-        log.info("serve %s: starting vLLM with %d adapter(s) on 127.0.0.1:%d%s (log %s)",
-                 self.model.name, len(self.adapters), self.port,
+        log.info("serve %s: starting vLLM with %d adapter(s)%s on 127.0.0.1:%d%s (log %s)",
+                 self.model.name, len(self.adapters), "" if self.base == FULL_BASE else f" on a {self.base} base",
+                 self.port,
                  f", GPU {','.join(self.gpus)}" if self.gpus else "", self.log_path)
         self.child = Child(self.argv, self.log_path, env=self._env())
         ok = wait_until(self.healthy, timeout_s=self.cfg.eval.server_timeout_s, interval_s=2.0,

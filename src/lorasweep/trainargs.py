@@ -125,6 +125,8 @@ def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             elif kind == "type":
                 value_repr = msg.split(" is a ", 1)[0]
                 text = f"{where(key)}: {msg}{_hint(value_repr)}"
+            elif kind == "device":
+                text = f"{where(key)}: {msg}"
             else:
                 text = f"LLaMA-Factory refuses the run's train.yaml: {msg}"
             grouped[text].append(run_id)

@@ -30,7 +30,7 @@ def test_check_refuses_what_llamafactory_and_the_tokenizer_would_refuse_at_night
         models=[{"name": "typos", **gemma, "train_args": {"lora_rnak": 8, "num_train_epochs": "3",
                                                           "learning_rate": "2e-4"}},
                 {"name": "freeze-4bit", **gemma, "train_args": {"finetuning_type": "freeze", "quantization_bit": 4}},
-                {"name": "qwen-template", **gemma, "template": "qwen"}])
+                {"name": "qwen-template", **gemma, "template": "qwen", "train_args": {"optim": "paged_adamw_32bit"}}])
     p = _check(tmp_path, exp)
     out = p.stdout + p.stderr
     print(out[-6000:])
@@ -42,5 +42,8 @@ def test_check_refuses_what_llamafactory_and_the_tokenizer_would_refuse_at_night
     # LLaMA-Factory's own argument check, for the runs whose keys and types are right
     assert "LLaMA-Factory refuses the run's train.yaml:" in out and "e.g. freeze-4bit__n8__seed1" in out
     assert "models[qwen-template].template 'qwen': the template adds token(s)" in out
+    # the seeds' paged optimizer, on a machine without CUDA
+    assert ("models[qwen-template].train_args.optim: paged_adamw_32bit pages the optimizer state through CUDA and "
+            "this machine has no GPU; use adamw_torch here") in out
     assert not (tmp_path / "experiments" / "bad" / "runs").exists() or not any(
         (tmp_path / "experiments" / "bad" / "runs").rglob("train_result.json"))

@@ -7,8 +7,9 @@ each key's field declares, and (with --full) its whole argument check
 
 Prints one JSON line: {"<run id>": [[kind, key, message], ...]} with kind
 "unknown" (a key no parser knows; message: the closest known key or ""),
-"type" (the value does not fit the field's declared type) or "parser" (the
-full check refused it; key ""). Runs without problems are left out.
+"type" (the value does not fit the field's declared type), "device" (with
+--full: the machine cannot run it, e.g. a paged optimizer without CUDA, 4-bit
+without bitsandbytes) or "parser" (the full check refused it; key ""). Runs without problems are left out.
 
 HfArgumentParser.parse_dict builds the dataclasses from the values as they
 are: a YAML string "3" for num_train_epochs reaches the trainer as a string,
@@ -84,10 +85,32 @@ def check(runs: dict, full: bool) -> dict:
                 problems.append(["type", key, f"{value!r} is a {type(value).__name__}; LLaMA-Factory expects "
                                               f"{_type_name(known[key])}"])
         if full and not problems:
+            problems += _device_check(args)
+        if full and not problems:
             problems += _full_check(args)
         if problems:
             found[run_id] = problems
     return found
+
+
+def _device_check(args: dict) -> list:
+    """What this machine cannot run although the keys are right."""
+    import importlib.util
+
+    import torch
+
+    out = []
+    optim = str(args.get("optim") or "")
+    if optim.startswith("paged_") and not torch.cuda.is_available():
+        out.append(["device", "optim", f"{optim} pages the optimizer state through CUDA and this machine has no "
+                                       "GPU; use adamw_torch here (paged optimizers need a GPU)"])
+    method = str(args.get("quantization_method") or "bnb")
+    if args.get("quantization_bit") is not None and method in ("bnb", "bitsandbytes"):
+        if importlib.util.find_spec("bitsandbytes") is None:
+            out.append(["device", "quantization_bit", "quantizing the base needs bitsandbytes, which the training "
+                                                      "environment lacks; run `bash shell/setup.sh train` (it pins "
+                                                      "bitsandbytes) or remove quantization_bit"])
+    return out
 
 
 def _full_check(args: dict) -> list:

@@ -1,0 +1,66 @@
+"""Variants end to end on the embedded Gemma: LoRA and QLoRA (a 4-bit NF4 base
+through bitsandbytes, trained on this CPU) on the same training set, served
+by the real vLLM server (the CPU backend has no bitsandbytes: the QLoRA
+adapter is scored on the full-precision base, and the results say so),
+scored, and compared pairwise in the report."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, write_experiment
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(root, exp, *stages):
+    env = {**os.environ, "LORASWEEP_ROOT": str(root)}
+    for stage in stages:
+        t0 = time.time()
+        p = subprocess.run(["bash", str(ROOT / "shell" / f"{stage}.sh"), str(exp)], env=env,
+                           capture_output=True, text=True, timeout=1500)
+        print(f"--- {stage} ({time.time() - t0:.0f} s, exit {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
+        assert p.returncode == 0, p.stderr[-3000:]
+        yield p
+
+
+def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    exp = write_experiment(
+        tmp_path / "experiments" / "var.yaml",
+        data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20},
+        models=[{"name": "gemma", "path": "embedded:gemma-3-270m", "template": "gemma"}],
+        train_sizes=[16], seeds=[1], variants={"lora": {}, "qlora": {"quantization_bit": 4}},
+        train={"args": {"num_train_epochs": 1, "learning_rate": 1.0e-3, "cutoff_len": 128}},
+        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": []})
+    train, evaluate = _run(tmp_path, exp, "train", "eval")
+    runs = tmp_path / "experiments" / "var" / "runs" / "gemma"
+    q_log = (runs / "variant-qlora" / "n16" / "seed1" / "train.log").read_text()
+    assert "Quantizing model to 4 bit with bitsandbytes" in q_log
+    assert "Quantizing" not in (runs / "variant-lora" / "n16" / "seed1" / "train.log").read_text()
+    assert "scored on the full-precision base" in evaluate.stderr
+    with open(tmp_path / "experiments" / "var" / "results.pkl", "rb") as f:
+        df = pickle.load(f)
+    trained = df[df["size"] == 16].set_index("variant")
+    assert sorted(trained.index) == ["lora", "qlora"]
+    assert trained.loc["qlora", "trained_base"] == "bnb-4bit" and trained.loc["qlora", "served_base"] == "full"
+    assert trained.loc["lora", "trained_base"] == trained.loc["lora", "served_base"] == "full"
+    assert (trained["n"] == 20).all()
+    # each variant's own train.yaml and the same training file
+    yamls = {v: (runs / f"variant-{v}" / "n16" / "seed1" / "train.yaml").read_text() for v in ("lora", "qlora")}
+    assert "quantization_bit: 4" in yamls["qlora"] and "quantization_bit" not in yamls["lora"]
+    record = json.loads((runs / "variant-qlora" / "n16" / "seed1" / "train_result.json").read_text())
+    assert record["variant"] == "qlora"
+    # the report compares the two variants at n=16 on the same test examples
+    env = {**os.environ, "LORASWEEP_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT / "src")}
+    p = subprocess.run([sys.executable, "-m", "lorasweep", "report", str(exp)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    page = (tmp_path / "experiments" / "var" / "report.html").read_text()
+    assert "Which model, which variant, how many labels" in page
+    assert "<h3>train size 16</h3>" in page and "gemma / lora / free" in page and "gemma / qlora / free" in page
+    assert "scored on the full-precision base" in page
