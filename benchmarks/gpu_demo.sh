@@ -9,6 +9,10 @@
 #   RUNS_PER_GPU   runs trained at once on the GPU (train.runs_per_gpu; default 8:
 #                  the demo's models use a few GiB each)
 #   BENCH_ARGS     eval_throughput.py's arguments (default: --reps 1)
+#   EXP            the experiment (default experiments/demo.yaml)
+# Step fullbase: the experiment's finished adapters scored again as experiment
+# <name>_fullbase with eval.quantized_base false (QLoRA adapters on the
+# full-precision base, beside their scores on the quantized one).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 pieces=$1; logs=$2; shift 2
@@ -17,7 +21,8 @@ cd "$ROOT"
 # What comes back from the machine: logs, run folders without weights, results.
 collect() {
   tar -czf "$logs/results.tgz.part" --exclude='*.safetensors' --exclude='checkpoint-*' --exclude='*.bin' \
-    --exclude='tokenizer.json' -C "$ROOT" experiments/demo benchmarks/results docs/benchmarks.md \
+    --exclude='tokenizer.json' -C "$ROOT" "experiments/$exp_name" \
+    $(cd "$ROOT" && ls -d "experiments/${exp_name}_fullbase" 2>/dev/null) benchmarks/results docs/benchmarks.md \
     -C "$logs" --exclude=results.tgz --exclude=results.tgz.part . 2>/dev/null
   mv "$logs/results.tgz.part" "$logs/results.tgz"
 }
@@ -30,14 +35,24 @@ step() {  # name, command...
   collect
   [ $rc -eq 0 ] || { echo "$name failed; see $logs/$name.log" >> "$logs/times.txt"; exit $rc; }
 }
+exp=${EXP:-experiments/demo.yaml}
+exp_name=$(basename "$exp" .yaml)
+fullbase() {   # a copy of the trained runs, scoring files left behind, scored on the full-precision base
+  rm -rf "experiments/${exp_name}_fullbase"
+  cp -r "experiments/$exp_name" "experiments/${exp_name}_fullbase"
+  find "experiments/${exp_name}_fullbase" \( -name 'metrics.*.json' -o -name 'result.*.pkl' -o -name 'predictions.*' \
+    -o -name 'answers.*' -o -name 'results.*' -o -name '.*.lock' \) -delete
+  bash shell/eval.sh "$exp" --set "name=${exp_name}_fullbase" --set eval.quantized_base=false "$@"
+}
 nvidia-smi -L > "$logs/gpus.txt"
 read -r -a bench_args <<< "${BENCH_ARGS:---reps 1}"
 for s in ${STEPS:-setup train eval report bench}; do
   case $s in
     setup) step setup bash shell/setup.sh --bundle "$pieces" all ;;
-    train) step train bash shell/train.sh experiments/demo.yaml "$@" --set "train.runs_per_gpu=${RUNS_PER_GPU:-8}" ;;
-    eval) step eval bash shell/eval.sh experiments/demo.yaml "$@" ;;
-    report) step report bash shell/report.sh experiments/demo.yaml "$@" ;;
+    train) step train bash shell/train.sh "$exp" "$@" --set "train.runs_per_gpu=${RUNS_PER_GPU:-8}" ;;
+    eval) step eval bash shell/eval.sh "$exp" "$@" ;;
+    fullbase) step fullbase fullbase "$@" ;;
+    report) step report bash shell/report.sh "$exp" "$@" ;;
     bench) step bench bash benchmarks/run.sh eval_throughput.py "${bench_args[@]}" "$@" ;;
     *) echo "gpu_demo.sh: unknown step '$s'" >&2; exit 2 ;;
   esac

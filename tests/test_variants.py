@@ -105,6 +105,9 @@ def test_qlora_adapters_get_a_server_that_quantizes_the_base_on_a_gpu(sandbox, t
     full = next(r for r in train_runs(cfg) if r.variant == "r64")
     assert trained_base(cfg, q) == "bnb-4bit" and trained_base(cfg, full) == "full"
     assert served_base(cfg, q, on_gpu=True) == "bnb-4bit" and served_base(cfg, q, on_gpu=False) == "full"
+    cfg.eval.quantized_base = False   # the same adapters on the full-precision base, to compare
+    assert served_base(cfg, q, on_gpu=True) == "full"
+    cfg.eval.quantized_base = True
     assert base_server_args("bnb-4bit") == ["--quantization", "bitsandbytes"] and base_server_args("full") == []
     srv = VLLMServer(cfg, cfg.models[0], {q.run_id: q.adapter_dir}, None, tmp_path / "s.log", gpus=["0"],
                      base="bnb-4bit")

@@ -224,6 +224,9 @@ class EvalSpec(_Strict):
                               "that do not copy each token's adapter weights (same outputs); all of a model's "
                               "adapters batched together); false leaves vLLM's defaults")
     include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
+    quantized_base: bool = Field(default=True, description="score QLoRA adapters on a base quantized as in training "
+                                 "(a second vLLM server with bitsandbytes; GPU only); false: on the "
+                                 "full-precision base")
     baselines: list[Literal["tfidf", "embedding"]] = Field(
         default_factory=lambda: ["tfidf", "embedding"],
         description="classical classifiers on the same splits (tfidf, embedding); [] for none")

@@ -122,9 +122,9 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
         groups.setdefault(served_base(cfg, r, on_gpu), []).append(r)
     moved = [r.run_id for r in runs if trained_base(cfg, r) != served_base(cfg, r, on_gpu)]
     if moved:
+        why = "eval.quantized_base: false" if on_gpu else "vLLM's CPU backend has no bitsandbytes"
         log.warning("eval %s: %d adapter(s) trained against a quantized base are scored on the full-precision "
-                    "base (vLLM's CPU backend has no bitsandbytes), e.g. %s; results say so in served_base",
-                    model.name, len(moved), moved[0])
+                    "base (%s), e.g. %s; results say so in served_base", model.name, len(moved), why, moved[0])
     for base, group in groups.items():
         group_trained = [r for r in trained if served_base(cfg, r, on_gpu) == base]
         failure = _serve_and_score(cfg, model, group, group_trained, encoding, gpus, summary, base)

@@ -113,7 +113,8 @@ def _variants_line(cfg: ExperimentConfig, df) -> str:
     moved = df[df["trained_base"] != df["served_base"]] if "served_base" in df else df.iloc[0:0]
     if len(moved):
         text += (f" {len(moved)} run(s) trained against a quantized base were scored on the full-precision base "
-                 f"(vLLM's CPU backend has no bitsandbytes): {html.escape(', '.join(sorted(set(moved['series']))))}.")
+                 "(vLLM's CPU backend has no bitsandbytes, or eval.quantized_base: false): "
+                 f"{html.escape(', '.join(sorted(set(moved['series']))))}.")
     return text
 
 

@@ -75,9 +75,10 @@ def trained_base(cfg: ExperimentConfig, run) -> str:
 
 def served_base(cfg: ExperimentConfig, run, on_gpu: bool) -> str:
     """The base weights a run is scored on: its trained base where vLLM can
-    quantize the same way (a GPU), else the full-precision base."""
+    quantize the same way (a GPU) and eval.quantized_base asks for it, else the
+    full-precision base."""
     base = trained_base(cfg, run)
-    return base if on_gpu else FULL_BASE
+    return base if on_gpu and cfg.eval.quantized_base else FULL_BASE
 
 
 def base_server_args(base: str) -> list[str]:
