@@ -71,7 +71,7 @@ def _hint(value_repr: str) -> str:
     return ""
 
 
-def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool) -> dict[str, list]:
+def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool, gpus: list[str] | None = None) -> dict[str, list]:
     """The training environment's problems per run id (recorded; reused while the inputs are the same)."""
     key = hashlib.sha256(json.dumps([str(tools.train_python(cfg)), full, runs], sort_keys=True, default=str)
                          .encode()).hexdigest()[:16]
@@ -79,7 +79,7 @@ def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool) -> dict[st
     if (old := recorded(out, key)) is not None:
         return old["problems"]
     proc = subprocess.run([str(tools.train_python(cfg)), script("train_args_check.py")] + (["--full"] if full else []),
-                          input=json.dumps(runs, default=str), env=tools.child_env(), capture_output=True,
+                          input=json.dumps(runs, default=str), env=tools.child_env(gpus), capture_output=True,
                           text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"LLaMA-Factory's argument check did not run:\n{proc.stderr[-1500:]}")
@@ -108,7 +108,8 @@ def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     # The full check judges the device too: only where the runs train (not for a remote Ray cluster).
     full = not (cfg.executor.kind == "ray" and cfg.executor.address)
     try:
-        found = verdict(cfg, configs, full)
+        # one GPU, as a run sees it (several visible make LLaMA-Factory ask for a distributed launch)
+        found = verdict(cfg, configs, full, gpus[:1])
     except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
         return [], [f"train.yaml: LLaMA-Factory's argument check could not run: {str(e).splitlines()[0]}"]
     run_of = {r.run_id: r for r in runs}
