@@ -180,6 +180,41 @@ class DataSpec(_Strict):
                                  "UTF-8, with or without a BOM")
 
 
+class BudgetSpec(_Strict):
+    """How long each run trains (trainargs.budgeted applies it):
+    epochs: train.args.num_train_epochs for every size (a small set gets few steps);
+    min_steps: epochs raised, in whole epochs, until a run takes at least `steps` optimizer steps;
+    steps: exactly `steps` optimizer steps for every size (LLaMA-Factory's max_steps)."""
+    kind: Literal["epochs", "min_steps", "steps"] = "epochs"
+    steps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        # `budget: epochs`, `budget: {min_steps: 100}`, `budget: {steps: 200}`
+        if isinstance(v, str):
+            return {"kind": v}
+        if isinstance(v, dict) and "kind" not in v and len(v) == 1:
+            (kind, steps), = v.items()
+            if kind in ("min_steps", "steps"):
+                return {"kind": kind, "steps": steps}
+            raise ValueError(f"budget: unknown budget {kind!r}; write epochs, {{min_steps: N}} or {{steps: N}}")
+        return v
+
+    @model_validator(mode="after")
+    def _steps_given(self) -> "BudgetSpec":
+        if self.kind != "epochs" and self.steps is None:
+            raise ValueError(f"budget {self.kind} needs a number of steps, e.g. {{{self.kind}: 100}}")
+        if self.kind == "epochs" and self.steps is not None:
+            raise ValueError("budget epochs takes no steps (the epochs are train.args.num_train_epochs)")
+        return self
+
+    def text(self) -> str:
+        return {"epochs": "the same epochs for every size", "min_steps": f"at least {self.steps} optimizer steps "
+                "per run (epochs raised for small sets)", "steps": f"{self.steps} optimizer steps for every size"
+                }[self.kind]
+
+
 class TrainSpec(_Strict):
     args: dict[str, Any] = Field(default_factory=dict,
                                  description="any LLaMA-Factory training keys; override the defaults")
@@ -189,6 +224,10 @@ class TrainSpec(_Strict):
     gpus_per_run: int = Field(default=1, ge=1, description="GPUs given to each run; runs go in parallel on the rest")
     runs_per_gpu: int = Field(default=1, ge=1, description="runs trained at once on each GPU group (a small model "
                               "leaves most of a large GPU idle); 1 on a CPU-only machine")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec,
+                               description="how long each run trains: epochs (train.args.num_train_epochs for "
+                                           "every size), {min_steps: N} (epochs raised so every run takes at least "
+                                           "N optimizer steps) or {steps: N} (N steps for every size)")
     fast_loss: bool = Field(default=True, description="compute the output layer only at the positions whose next "
                             "token is labelled (the same loss, ~3x faster on a CPU; envscripts/fast_loss.py); "
                             "false runs llamafactory-cli unchanged")

@@ -102,6 +102,17 @@ def _answer_item(name: str, v: dict) -> str:
     return "".join(parts) + "</li>"
 
 
+def _steps_line(df) -> str:
+    """The optimizer steps behind each point, smallest and largest size (from the training records)."""
+    if "steps" not in df or df["steps"].isna().all():
+        return ""
+    t = df[df["steps"].notna()].groupby("size")["steps"].agg(["min", "max"])
+
+    def span(row) -> str:
+        return f"{int(row['min'])}" if row["min"] == row["max"] else f"{int(row['min'])}-{int(row['max'])}"
+    return " (optimizer steps per run: " + ", ".join(f"n={int(s)}: {span(r)}" for s, r in t.iterrows()) + ")"
+
+
 def _variants_line(cfg: ExperimentConfig, df) -> str:
     """The variants and their keys; and the runs scored on another base than they were trained against."""
     if not cfg.variants:
@@ -134,7 +145,8 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
                 f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
                 f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
-                f"decoding {', '.join(cfg.eval.decodings)}.{_variants_line(cfg, df)} Score = "
+                f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.train.budget.text()}"
+                f"{_steps_line(df)}.{_variants_line(cfg, df)} Score = "
                 f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
                 f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
     sizes = sorted(int(s) for s in df["size"].unique() if s > 0)

@@ -20,6 +20,7 @@ from collections import defaultdict
 
 from . import tools
 from .atomic import atomic_write_json, recorded
+from .budget import run_keys
 from .config import ExperimentConfig
 from .envscripts import script
 from .models import resolve_model_path
@@ -31,7 +32,7 @@ from .runspec import RunSpec
 def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
     """The run's train.yaml as written before it trains (bf16 is added by train_one on a GPU)."""
     model = cfg.model(run.model)
-    return {**cfg.train_args(run.model, run.variant),
+    return {**run_keys(cfg, run),
             **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
                                    dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
 
