@@ -67,11 +67,16 @@ def _no_managed_keys(v: dict[str, Any], where: str) -> dict[str, Any]:
 
 class ModelSpec(_Strict):
     name: str = Field(description="short name used in run folders and tables")
-    path: str = Field(description="Hugging Face checkpoint folder; 'embedded:gemma-3-270m' for the built-in model")
+    path: str = Field(description="a checkpoint folder, a Hugging Face Hub id (org/name), 'modelscope:org/name' "
+                                  "(the ModelScope cache), or 'embedded:gemma-3-270m' for a built-in model")
     template: str = Field(description="LLaMA-Factory chat template name, e.g. gemma, qwen, llama3")
     stop_token_ids: list[int] | None = Field(
         default=None, description="token ids that end an answer; default: the token LLaMA-Factory's template "
                                   "puts after an answer (found by encoding one example)")
+    trust_remote_code: bool = Field(
+        default=False, description="run the model code its checkpoint folder ships (config.json's auto_map: "
+                                   "GLM-4, Baichuan, ...): passed to LLaMA-Factory, the vLLM server and every "
+                                   "tokenizer lorasweep loads; only for checkpoints you trust")
     allow_new_tokens: bool = Field(
         default=False, description="accept a template that adds tokens to the model's vocabulary (they are "
                                    "trained, and the resized embeddings saved with every adapter); default: refused, "
@@ -452,8 +457,9 @@ class ExperimentConfig(_Strict):
 
     def train_args(self, model: str, variant: str | None = None) -> dict[str, Any]:
         """LLaMA-Factory keys for a model's runs: defaults < train.args < models[].train_args < the variant."""
-        return {**self.train.resolved_args(), **self.model(model).train_args,
-                **(self.variants[variant] if variant else {})}
+        m = self.model(model)
+        return {**self.train.resolved_args(), **({"trust_remote_code": True} if m.trust_remote_code else {}),
+                **m.train_args, **(self.variants[variant] if variant else {})}
 
     def train_arg_values(self, model: str, key: str, default: Any) -> list[Any]:
         """The values a key takes over the model's variants (e.g. the largest lora_rank is the server's)."""
