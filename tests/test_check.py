@@ -416,3 +416,11 @@ def test_a_checkpoint_with_its_own_model_code_needs_trust_remote_code(sandbox, f
     srv = VLLMServer(trusted, trusted.models[0], {}, None, tmp_path / "s.log")
     assert "--trust-remote-code" in srv.argv
     assert "--trust-remote-code" not in VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log").argv
+
+
+def test_full_and_freeze_fine_tuning_are_refused_before_the_night(sandbox, fake_tools):
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10],
+               variants={"lora": {}, "full": {"finetuning_type": "full"}})
+    errors = _errors(cfg)
+    assert "variants.full.finetuning_type: 'full' writes what eval cannot serve yet" in errors
+    assert "variants.lora" not in errors

@@ -24,7 +24,7 @@ from .paths import check_file, experiment_dir
 from .plan import train_runs
 from .prompts import render_prompt
 from .splits import dedupe, example_key, load_examples, stratified_order
-from .trainargs import train_args_findings
+from .trainargs import method_problems, train_args_findings
 
 log = logging.getLogger(__name__)
 IMBALANCE = 10   # a label with under 1/10 of the largest label's examples is worth a warning
@@ -251,7 +251,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 warnings += lengths.warnings
                 notes = lengths.notes
             args_errors, args_warnings = args_check.result()
-        errors += args_errors
+        errors += method_problems(cfg) + args_errors
         warnings += args_warnings
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():

@@ -95,6 +95,24 @@ def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool) -> dict[st
     return problems
 
 
+SERVED_METHODS = ("lora",)   # what eval serves: LoRA adapters (QLoRA included), as vLLM LoRA modules
+
+
+def method_problems(cfg: ExperimentConfig) -> list[str]:
+    """Fine-tuning methods whose output eval cannot serve: full and freeze
+    tuning write a whole checkpoint, OFT an adapter vLLM does not load. Refused
+    before the night rather than found after it."""
+    out = []
+    for m in cfg.models:
+        for v in cfg.variant_names():
+            method = cfg.train_args(m.name, v).get("finetuning_type", "lora")
+            if method not in SERVED_METHODS:
+                key = where_set(cfg, m.name, "finetuning_type", v)
+                out.append(f"{key}: '{method}' writes what eval cannot serve yet (it serves LoRA adapters as vLLM "
+                           "LoRA modules); use lora, or QLoRA (lora with quantization_bit: 4)")
+    return list(dict.fromkeys(out))
+
+
 def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     """(errors, warnings): every run's train.yaml through LLaMA-Factory's parser,
     problems grouped over the runs they hit."""
