@@ -107,3 +107,34 @@ document.getElementById('f').onload = () => {{
     line = dom.split('<pre id="out">')[1].split("</pre>")[0]
     assert line.startswith("IMAGES=true,true"), line
     assert int(line.split("TABLES=")[1]) >= 4, line
+
+
+def test_which_wins_names_every_series_and_when_a_model_passes_the_best_baseline(sandbox):
+    """A baseline that leads at small sizes is named the winner there, and the
+    report says from which size on a fine-tuned model is ahead of it."""
+    from lorasweep.baselines import DECODING as BASELINE
+    from lorasweep.metrics import classification_metrics
+    from lorasweep.runspec import BASELINE_MODELS
+
+    cfg = load_config(write_experiment(
+        sandbox / "experiments" / "x.yaml", train_sizes=SIZES, seeds=[1],
+        data={"source": "generate:people_relations", "generate_size": 600, "test_size": 300},
+        models=[{"name": "good", "path": "p", "template": "gemma"}], eval={"baselines": ["tfidf"]}))
+    prepare_data(cfg)
+    test = load_test(cfg)
+    refs, labels = [ex["label"] for ex in test], cfg.task.labels
+    # the model: 0.2 right at n=20 and 0.95 at n=160; the baseline: 0.7 at every size
+    for model, decoding, acc in (("good", "free", {0: 0.0, 20: 0.2, 40: 0.4, 80: 0.9, 160: 0.95}),
+                                 (BASELINE_MODELS["tfidf"], BASELINE, {n: 0.7 for n in SIZES})):
+        for size in acc:
+            rng = random.Random(f"{model}-{size}")
+            preds = [r if rng.random() < acc[size] else rng.choice(labels) for r in refs]
+            run = RunSpec(cfg.name, model, size, None if size == 0 else 1)
+            res = RunResult(run.run_id, cfg.name, model, size, run.seed, decoding, list(labels), references=refs,
+                            raw=preds, predictions=preds, metrics=classification_metrics(preds, refs, labels))
+            write_run_result(run, res, test)
+    page = report.write_report(cfg, target=0.6, n_resamples=100).read_text()
+    answers = page.split("<ul class='answers'>", 1)[1].split("</ul>", 1)[0]
+    assert "20 examples: <b>baseline-tfidf-logreg</b> (a baseline)" in answers
+    assert "160 examples: <b>good / free</b>" in answers
+    assert "A fine-tuned model is ahead of the best baseline from 80 examples on (n=20: good / free" in answers

@@ -394,3 +394,33 @@ def test_a_template_that_adds_tokens_is_refused_unless_allowed(sandbox, fake_too
     allowed = _cfg(sandbox, fake_tools, data=data, train_sizes=[10],
                    models=[{**fake_tools["models"][0], "allow_new_tokens": True}])
     assert "vocabulary" not in _errors(allowed)
+
+
+def test_a_checkpoint_with_its_own_model_code_needs_trust_remote_code(sandbox, fake_tools, tmp_path):
+    from lorasweep.serve import VLLMServer
+
+    model = tmp_path / "model"
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_glm.ChatGLMConfig",
+                          "AutoModelForCausalLM": "modeling_glm.ChatGLMForConditionalGeneration"}
+    (model / "config.json").write_text(json.dumps(config))
+    data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
+    cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[10])
+    assert ("models[m1]: its config.json maps ['AutoConfig', 'AutoModelForCausalLM'] to code in the checkpoint "
+            "folder (configuration_glm.py, modeling_glm.py); set models[m1].trust_remote_code: true") in _errors(cfg)
+    trusted = _cfg(sandbox, fake_tools, data=data, train_sizes=[10],
+                   models=[{**fake_tools["models"][0], "trust_remote_code": True}])
+    assert "trust_remote_code" not in _errors(trusted)
+    # it reaches LLaMA-Factory (every run's train.yaml) and the server
+    assert trusted.train_args("m1")["trust_remote_code"] is True and "trust_remote_code" not in cfg.train_args("m1")
+    srv = VLLMServer(trusted, trusted.models[0], {}, None, tmp_path / "s.log")
+    assert "--trust-remote-code" in srv.argv
+    assert "--trust-remote-code" not in VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log").argv
+
+
+def test_full_and_freeze_fine_tuning_are_refused_before_the_night(sandbox, fake_tools):
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10],
+               variants={"lora": {}, "full": {"finetuning_type": "full"}})
+    errors = _errors(cfg)
+    assert "variants.full.finetuning_type: 'full' writes what eval cannot serve yet" in errors
+    assert "variants.lora" not in errors

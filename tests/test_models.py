@@ -111,3 +111,38 @@ def test_lorasweep_leaves_the_hub_switch_to_the_user(monkeypatch):
     assert "HF_HUB_OFFLINE" not in tools.child_env() and not tools.hub_offline()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert tools.child_env()["HF_HUB_OFFLINE"] == "1" and tools.hub_offline()
+
+
+@pytest.mark.parametrize("layout", ["hub/ZhipuAI/glm-4-9b-chat", "hub/models/ZhipuAI/glm-4-9b-chat"])
+def test_a_modelscope_id_resolves_to_its_folder_in_the_modelscope_cache(tmp_path, monkeypatch, layout):
+    from lorasweep.models import availability, resolve_model_path
+
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "ms" / layout
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert resolve_model_path("modelscope:ZhipuAI/glm-4-9b-chat") == folder
+    assert availability("modelscope:ZhipuAI/glm-4-9b-chat") == f"available (ModelScope cache): {folder}"
+
+
+def test_a_modelscope_name_with_a_dot_is_found_as_modelscope_writes_it(tmp_path, monkeypatch):
+    from lorasweep.models import resolve_model_path
+
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
+    folder = tmp_path / "hub" / "Qwen" / "Qwen2___5-7B-Instruct"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert resolve_model_path("modelscope:Qwen/Qwen2.5-7B-Instruct") == folder
+
+
+def test_a_modelscope_id_not_in_the_cache_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+    from lorasweep.models import ModelUnavailable, resolve_model_path
+
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailable, match=r"not in the ModelScope cache \(looked in .*hub/models/ZhipuAI/glm-4-9b"
+                                               r"-chat.*modelscope download --model ZhipuAI/glm-4-9b-chat"):
+        resolve_model_path("modelscope:ZhipuAI/glm-4-9b-chat")
+    with pytest.raises(ModelUnavailable, match="a ModelScope id is org/name"):
+        resolve_model_path("modelscope:glm")

@@ -24,7 +24,7 @@ from .paths import check_file, experiment_dir
 from .plan import train_runs
 from .prompts import render_prompt
 from .splits import dedupe, example_key, load_examples, stratified_order
-from .trainargs import train_args_findings
+from .trainargs import method_problems, train_args_findings
 
 log = logging.getLogger(__name__)
 IMBALANCE = 10   # a label with under 1/10 of the largest label's examples is worth a warning
@@ -251,7 +251,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 warnings += lengths.warnings
                 notes = lengths.notes
             args_errors, args_warnings = args_check.result()
-        errors += args_errors
+        errors += method_problems(cfg) + args_errors
         warnings += args_warnings
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
@@ -275,6 +275,8 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
             hint = ("run `bash shell/setup.sh model`" if m.path.startswith(EMBEDDED_PREFIX)
                     else "point it at a Hugging Face checkpoint folder (with config.json)")
             out.append(f"models[{m.name}].path: no checkpoint at {path}; {hint}")
+        else:
+            out += remote_code_problems(m, path)
     if stage == "train":
         cli = tools.llamafactory_cli(cfg)[0]
         if not _executable(cli):
@@ -285,6 +287,21 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
         if not _executable(py):
             out.append(f"eval.vllm_python: {py} not found; run `bash shell/setup.sh serve` or set eval.vllm_python")
     return out
+
+
+def remote_code_problems(model: ModelSpec, path: Path) -> list[str]:
+    """A checkpoint whose config.json points transformers at model code in its
+    own folder (auto_map) loads only with trust_remote_code: say so before the
+    night, where LLaMA-Factory, the server and the tokenizers would refuse it."""
+    try:
+        auto_map = json.loads((path / "config.json").read_text(encoding="utf-8")).get("auto_map")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if auto_map and not model.trust_remote_code:
+        files = sorted({str(v).split(".")[0] + ".py" for v in auto_map.values() if isinstance(v, str)})
+        return [f"models[{model.name}]: its config.json maps {sorted(auto_map)} to code in the checkpoint folder "
+                f"({', '.join(files)}); set models[{model.name}].trust_remote_code: true if you trust that code"]
+    return []
 
 
 def preflight(cfg: ExperimentConfig, stage: str, strict: bool = False) -> CheckReport:

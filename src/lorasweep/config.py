@@ -67,11 +67,16 @@ def _no_managed_keys(v: dict[str, Any], where: str) -> dict[str, Any]:
 
 class ModelSpec(_Strict):
     name: str = Field(description="short name used in run folders and tables")
-    path: str = Field(description="Hugging Face checkpoint folder; 'embedded:gemma-3-270m' for the built-in model")
+    path: str = Field(description="a checkpoint folder, a Hugging Face Hub id (org/name), 'modelscope:org/name' "
+                                  "(the ModelScope cache), or 'embedded:gemma-3-270m' for a built-in model")
     template: str = Field(description="LLaMA-Factory chat template name, e.g. gemma, qwen, llama3")
     stop_token_ids: list[int] | None = Field(
         default=None, description="token ids that end an answer; default: the token LLaMA-Factory's template "
                                   "puts after an answer (found by encoding one example)")
+    trust_remote_code: bool = Field(
+        default=False, description="run the model code its checkpoint folder ships (config.json's auto_map: "
+                                   "GLM-4, Baichuan, ...): passed to LLaMA-Factory, the vLLM server and every "
+                                   "tokenizer lorasweep loads; only for checkpoints you trust")
     allow_new_tokens: bool = Field(
         default=False, description="accept a template that adds tokens to the model's vocabulary (they are "
                                    "trained, and the resized embeddings saved with every adapter); default: refused, "
@@ -180,6 +185,41 @@ class DataSpec(_Strict):
                                  "UTF-8, with or without a BOM")
 
 
+class BudgetSpec(_Strict):
+    """How long each run trains (trainargs.budgeted applies it):
+    epochs: train.args.num_train_epochs for every size (a small set gets few steps);
+    min_steps: epochs raised, in whole epochs, until a run takes at least `steps` optimizer steps;
+    steps: exactly `steps` optimizer steps for every size (LLaMA-Factory's max_steps)."""
+    kind: Literal["epochs", "min_steps", "steps"] = "epochs"
+    steps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        # `budget: epochs`, `budget: {min_steps: 100}`, `budget: {steps: 200}`
+        if isinstance(v, str):
+            return {"kind": v}
+        if isinstance(v, dict) and "kind" not in v and len(v) == 1:
+            (kind, steps), = v.items()
+            if kind in ("min_steps", "steps"):
+                return {"kind": kind, "steps": steps}
+            raise ValueError(f"budget: unknown budget {kind!r}; write epochs, {{min_steps: N}} or {{steps: N}}")
+        return v
+
+    @model_validator(mode="after")
+    def _steps_given(self) -> "BudgetSpec":
+        if self.kind != "epochs" and self.steps is None:
+            raise ValueError(f"budget {self.kind} needs a number of steps, e.g. {{{self.kind}: 100}}")
+        if self.kind == "epochs" and self.steps is not None:
+            raise ValueError("budget epochs takes no steps (the epochs are train.args.num_train_epochs)")
+        return self
+
+    def text(self) -> str:
+        return {"epochs": "the same epochs for every size", "min_steps": f"at least {self.steps} optimizer steps "
+                "per run (epochs raised for small sets)", "steps": f"{self.steps} optimizer steps for every size"
+                }[self.kind]
+
+
 class TrainSpec(_Strict):
     args: dict[str, Any] = Field(default_factory=dict,
                                  description="any LLaMA-Factory training keys; override the defaults")
@@ -189,6 +229,10 @@ class TrainSpec(_Strict):
     gpus_per_run: int = Field(default=1, ge=1, description="GPUs given to each run; runs go in parallel on the rest")
     runs_per_gpu: int = Field(default=1, ge=1, description="runs trained at once on each GPU group (a small model "
                               "leaves most of a large GPU idle); 1 on a CPU-only machine")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec,
+                               description="how long each run trains: epochs (train.args.num_train_epochs for "
+                                           "every size), {min_steps: N} (epochs raised so every run takes at least "
+                                           "N optimizer steps) or {steps: N} (N steps for every size)")
     fast_loss: bool = Field(default=True, description="compute the output layer only at the positions whose next "
                             "token is labelled (the same loss, ~3x faster on a CPU; envscripts/fast_loss.py); "
                             "false runs llamafactory-cli unchanged")
@@ -413,8 +457,9 @@ class ExperimentConfig(_Strict):
 
     def train_args(self, model: str, variant: str | None = None) -> dict[str, Any]:
         """LLaMA-Factory keys for a model's runs: defaults < train.args < models[].train_args < the variant."""
-        return {**self.train.resolved_args(), **self.model(model).train_args,
-                **(self.variants[variant] if variant else {})}
+        m = self.model(model)
+        return {**self.train.resolved_args(), **({"trust_remote_code": True} if m.trust_remote_code else {}),
+                **m.train_args, **(self.variants[variant] if variant else {})}
 
     def train_arg_values(self, model: str, key: str, default: Any) -> list[Any]:
         """The values a key takes over the model's variants (e.g. the largest lora_rank is the server's)."""

@@ -59,7 +59,8 @@ def count_tokens(cfg: ExperimentConfig, model: ModelSpec, inputs: dict) -> dict:
     if (old := recorded(out, key)) is not None:
         return old
     proc = subprocess.run([str(tools.train_python(cfg)), script("token_lengths.py"), str(path), model.template,
-                           str(cutoff)], input=json.dumps(inputs, ensure_ascii=False), env=tools.child_env(),
+                           str(cutoff), *(["--trust-remote-code"] if model.trust_remote_code else [])],
+                          input=json.dumps(inputs, ensure_ascii=False), env=tools.child_env(),
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"token counting failed:\n{proc.stderr[-1500:]}")

@@ -150,14 +150,63 @@ class ModelUnavailable(ValueError):
     """A model path that is neither a folder here nor a Hub id we can get."""
 
 
+# `modelscope:org/name`: a ModelScope id, found in the ModelScope cache as many
+# users in China download their models (modelscope's snapshot_download).
+MODELSCOPE_PREFIX = "modelscope:"
+MODELSCOPE_CACHE_ENV = "MODELSCOPE_CACHE"   # modelscope's own variable: its cache root (default ~/.cache/modelscope)
+
+
+def modelscope_cache() -> Path:
+    return Path(os.environ.get(MODELSCOPE_CACHE_ENV) or "~/.cache/modelscope").expanduser()
+
+
+def modelscope_candidates(model_id: str) -> list[Path]:
+    """Where modelscope keeps a model's files: hub/models/<org>/<name> (recent
+    releases) or hub/<org>/<name> (older ones), a '.' in the name written '___'
+    by some releases."""
+    hub = modelscope_cache() / "hub"
+    ids = list(dict.fromkeys([model_id, model_id.replace(".", "___")]))
+    return [root / i for root in (hub / "models", hub) for i in ids]
+
+
+def modelscope_snapshot(model_id: str) -> Path:
+    """A ModelScope model's folder in the ModelScope cache; downloaded there with
+    the modelscope package when it is installed and HF_HUB_OFFLINE is not set."""
+    if not HUB_ID.match(model_id):
+        raise ModelUnavailable(f"{MODELSCOPE_PREFIX}{model_id}: a ModelScope id is org/name, e.g. "
+                               f"{MODELSCOPE_PREFIX}ZhipuAI/glm-4-9b-chat")
+    for folder in modelscope_candidates(model_id):
+        if (folder / "config.json").is_file():
+            return folder
+    if not tools.hub_offline():
+        try:
+            from modelscope import snapshot_download
+        except ImportError:
+            snapshot_download = None
+        if snapshot_download is not None:
+            log.info("model %s: downloading from ModelScope into %s", model_id, modelscope_cache())
+            try:
+                return Path(snapshot_download(model_id))
+            except Exception as e:  # noqa: BLE001 - any failure means "not available"
+                raise ModelUnavailable(f"{MODELSCOPE_PREFIX}{model_id}: not in the ModelScope cache and the "
+                                       f"download failed ({type(e).__name__}: {e})") from None
+    looked = ", ".join(str(p) for p in modelscope_candidates(model_id)[:2])
+    raise ModelUnavailable(f"{MODELSCOPE_PREFIX}{model_id}: not in the ModelScope cache (looked in {looked}; "
+                           f"{MODELSCOPE_CACHE_ENV} moves it); download it there with `modelscope download "
+                           f"--model {model_id}` on a machine that reaches ModelScope, or give the folder's path")
+
+
 def resolve_model_path(path: str) -> Path:
-    """A model's checkpoint folder: `embedded:<name>` is a built-in model, an
-    existing folder is itself, `org/name` with no such folder is a Hub id
-    resolved to its snapshot in the Hub cache (downloaded once when the Hub
-    can be reached and HF_HUB_OFFLINE is not set)."""
+    """A model's checkpoint folder: `embedded:<name>` is a built-in model,
+    `modelscope:org/name` a model in the ModelScope cache, an existing folder is
+    itself, `org/name` with no such folder is a Hub id resolved to its snapshot
+    in the Hub cache (downloaded once when the Hub can be reached and
+    HF_HUB_OFFLINE is not set)."""
     name = embedded_name(path)
     if name is not None:
         return embedded_model_dir(name)
+    if path.startswith(MODELSCOPE_PREFIX):
+        return modelscope_snapshot(path[len(MODELSCOPE_PREFIX):])
     p = Path(path).expanduser()
     local = p if p.is_absolute() else (repo_root() / p)
     if local.exists() or not HUB_ID.match(path):
@@ -191,6 +240,7 @@ def availability(path: str) -> str:
     except ValueError as e:
         return f"not available: {e}"
     kind = ("embedded" if path.startswith(EMBEDDED_PREFIX) else
+            "ModelScope cache" if path.startswith(MODELSCOPE_PREFIX) else
             "Hub cache" if folder.parent.name == "snapshots" and not (repo_root() / path).exists() else "folder")
     if not (folder / "config.json").is_file():
         return f"not available: no config.json in {folder} ({kind})"

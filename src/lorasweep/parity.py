@@ -28,9 +28,11 @@ from .models import resolve_model_path
 from .paths import template_file
 
 
-def training_encoding(train_python: str, model_path: str, template: str, prompt: str, answer: str) -> dict:
+def training_encoding(train_python: str, model_path: str, template: str, prompt: str, answer: str,
+                      trust_remote_code: bool = False) -> dict:
     """Prompt and answer token ids as LLaMA-Factory builds them for training."""
-    proc = subprocess.run([train_python, script("parity_encode.py"), model_path, template],
+    proc = subprocess.run([train_python, script("parity_encode.py"), model_path, template,
+                           *(["--trust-remote-code"] if trust_remote_code else [])],
                           input=json.dumps({"prompt": prompt, "answer": answer}), env=tools.child_env(),
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
@@ -61,7 +63,8 @@ def encode_template(cfg: ExperimentConfig, model: ModelSpec, prompt: str, answer
     if not python.is_file():
         raise RuntimeError(f"no training-environment python at {python} to encode the template with "
                            "(bash shell/setup.sh train, or set models[].stop_token_ids)")
-    record = {"key": key, **training_encoding(str(python), str(path), model.template, prompt, answer)}
+    record = {"key": key, **training_encoding(str(python), str(path), model.template, prompt, answer,
+                                              model.trust_remote_code)}
     atomic_write_json(out, record)
     return record
 

@@ -4,6 +4,7 @@ baselines. Ids and folders follow from the coordinates alone (runspec.py).
 """
 from __future__ import annotations
 
+from .budget import budget
 from .config import ExperimentConfig
 from .runspec import BASELINE_MODELS, RunSpec
 
@@ -43,7 +44,7 @@ def plan_text(cfg: ExperimentConfig) -> str:
              f"x {len(cfg.seeds)} seed(s) = {len(runs)} training run(s)"]
     states = [r.state() for r in runs]
     for r, state in zip(runs, states, strict=False):
-        lines.append(f"  {r.run_id:40s} {state:9s} {r.folder()}")
+        lines.append(f"  {r.run_id:40s} {state:9s} {budget(cfg, r).text():24s} {r.folder()}")
     todo = sum(s != "trained" for s in states)
     from .executor import where_jobs_run
 
@@ -57,6 +58,7 @@ def plan_text(cfg: ExperimentConfig) -> str:
     if cfg.eval.baselines:
         lines.append(f"  + {len(baseline_runs(cfg))} baseline run(s) ({', '.join(cfg.eval.baselines)}) fitted by eval")
     lines.append(f"  decoding: {', '.join(cfg.eval.decodings)}")
+    lines.append(f"  budget: {cfg.train.budget.text()}")
     for name, keys in cfg.variants.items():
         shown = ", ".join(f"{k}={v}" for k, v in keys.items()) or "the settings as they are"
         lines.append(f"  variant {name}: {shown}")

@@ -19,7 +19,7 @@ from .config import ExperimentConfig
 from .curves import FAMILIES, MAX_EXTRAPOLATION
 from .paths import report_file
 from .plots import plot_cost, plot_curves_with_fits, plot_loss_curves, use_cjk_font
-from .results import baseline_rows, collect_results, training_curves
+from .results import collect_results, training_curves
 from .runspec import is_baseline_model
 
 log = logging.getLogger(__name__)
@@ -67,25 +67,66 @@ def _sig(col, v) -> str:
     return "sig" if p.startswith("<") or float(p.lstrip("=")) < 0.05 else ""
 
 
+def _p_text(q: float) -> str:
+    return "&lt;0.001" if q < 0.001 else f"={q:.3f}"
+
+
 def _verdicts(df, matrices: dict, answers: dict, target: float) -> str:
-    """In words: the best LLM series at each size against the runner-up (corrected
-    paired test), then each series' labels needed for the target."""
-    llm = df[~baseline_rows(df)]
+    """In words: at each size the best series of all, baselines included,
+    against the runner-up (corrected paired test); from which size on a
+    fine-tuned model is ahead of the best baseline; then each LLM series'
+    labels needed for the target."""
     lines = []
     for size, (p, d) in matrices.items():
-        means = llm[llm["size"] == size].groupby("series")["score"].mean().sort_values(ascending=False)
+        means = df[df["size"] == size].groupby("series")["score"].mean().sort_values(ascending=False)
         if len(means) < 2:
             continue
         best, second = means.index[0], means.index[1]
         q = p.loc[best, second]
         verdict = "a significant lead" if q < 0.05 else "not a significant lead"
-        lines.append(f"<li>{size:,} examples: <b>{html.escape(best)}</b> {means.iloc[0]:.3f} vs "
+        kind = " (a baseline)" if _is_baseline_series(best) else ""
+        lines.append(f"<li>{size:,} examples: <b>{html.escape(best)}</b>{kind} {means.iloc[0]:.3f} vs "
                      f"{html.escape(second)} {means.iloc[1]:.3f} (difference {d.loc[best, second]:+.3f}, "
-                     f"Holm-corrected p{'&lt;0.001' if q < 0.001 else f'={q:.3f}'}: {verdict})</li>")
+                     f"Holm-corrected p{_p_text(q)}: {verdict})</li>")
+    ahead = _ahead_of_baselines(df, matrices)
+    if ahead:
+        lines.append(f"<li>{ahead}</li>")
     for name, v in answers.items():
-        if not is_baseline_model(name.split(" / ")[0]):
+        if not _is_baseline_series(name):
             lines.append(f"<li>{html.escape(name)} for {target:.2f}: {html.escape(v['message'])}</li>")
     return f"<ul class='answers'>{''.join(lines)}</ul>" if lines else "<p>(one model only)</p>"
+
+
+def _is_baseline_series(name: str) -> bool:
+    return is_baseline_model(name.split(" / ")[0])
+
+
+def _ahead_of_baselines(df, matrices: dict) -> str:
+    """From which size on the best fine-tuned series beats the best baseline at
+    every larger measured size (mean over seeds), with each size's corrected p."""
+    per_size = []
+    for size, (p, _) in matrices.items():
+        means = df[df["size"] == size].groupby("series")["score"].mean()
+        llm = means[[not _is_baseline_series(n) for n in means.index]]
+        base = means[[_is_baseline_series(n) for n in means.index]]
+        if llm.empty or base.empty:
+            return ""
+        a, b = llm.idxmax(), base.idxmax()
+        per_size.append((size, a, llm[a], b, base[b], p.loc[a, b]))
+    if not per_size:
+        return ""
+    first = None
+    for i in range(len(per_size)):
+        if all(x[2] > x[4] for x in per_size[i:]):
+            first = per_size[i][0]
+            break
+    detail = "; ".join(f"n={s:,}: {html.escape(a)} {ma:.3f} vs {html.escape(b)} {mb:.3f} (p{_p_text(q)})"
+                       for s, a, ma, b, mb, q in per_size)
+    if first is None:
+        return f"No fine-tuned model is ahead of the best baseline at the largest size measured ({detail})."
+    if first == per_size[0][0]:
+        return f"A fine-tuned model is ahead of the best baseline at every size measured ({detail})."
+    return f"A fine-tuned model is ahead of the best baseline from {first:,} examples on ({detail})."
 
 
 def _answer_item(name: str, v: dict) -> str:
@@ -100,6 +141,17 @@ def _answer_item(name: str, v: dict) -> str:
     if v.get("suggestion") is not None:
         parts.append(f"<br>Suggestion: {html.escape(v['suggestion'].message)}.")
     return "".join(parts) + "</li>"
+
+
+def _steps_line(df) -> str:
+    """The optimizer steps behind each point, smallest and largest size (from the training records)."""
+    if "steps" not in df or df["steps"].isna().all():
+        return ""
+    t = df[df["steps"].notna()].groupby("size")["steps"].agg(["min", "max"])
+
+    def span(row) -> str:
+        return f"{int(row['min'])}" if row["min"] == row["max"] else f"{int(row['min'])}-{int(row['max'])}"
+    return " (optimizer steps per run: " + ", ".join(f"n={int(s)}: {span(r)}" for s, r in t.iterrows()) + ")"
 
 
 def _variants_line(cfg: ExperimentConfig, df) -> str:
@@ -134,7 +186,8 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
                 f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
                 f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
-                f"decoding {', '.join(cfg.eval.decodings)}.{_variants_line(cfg, df)} Score = "
+                f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.train.budget.text()}"
+                f"{_steps_line(df)}.{_variants_line(cfg, df)} Score = "
                 f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
                 f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
     sizes = sorted(int(s) for s in df["size"].unique() if s > 0)

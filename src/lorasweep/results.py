@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 COLUMNS = ["run_id", "model", "prompt", "variant", "trained_base", "served_base", "decoding", "size", "seed",
            "in_plan", "task", "n", "score", "accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted",
            "precision_weighted", "recall_weighted", "f1_micro", "precision_micro", "recall_micro", "exact_match",
-           "invalid", "invalid_rate", "train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen",
-           "train_peak_rss_gb", "score_s"]
+           "invalid", "invalid_rate", "epochs", "steps", "train_wall_s", "train_samples_per_s", "train_loss",
+           "train_tokens_seen", "train_peak_rss_gb", "score_s"]
 # The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
 HEADLINE = {"ner": "f1_micro"}
 
@@ -57,7 +57,7 @@ def collect_results(cfg: ExperimentConfig):
         row.update({k: metrics[k] for k in COLUMNS if k in metrics})
         if r.is_trained():
             t = read_json(r.trained_marker)
-            row.update({k: t.get(k) for k in ("train_wall_s", "train_samples_per_s", "train_loss",
+            row.update({k: t.get(k) for k in ("epochs", "steps", "train_wall_s", "train_samples_per_s", "train_loss",
                                               "train_tokens_seen", "train_peak_rss_gb")})
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)

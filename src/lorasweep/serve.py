@@ -122,6 +122,8 @@ class VLLMServer:
                 "--disable-uvicorn-access-log"]
         if chat_template is not None:
             argv += ["--chat-template", str(chat_template)]
+        if model.trust_remote_code:
+            argv += ["--trust-remote-code"]
         if adapters:
             argv += ["--enable-lora", "--max-lora-rank", str(vllm_rank(lora_rank)),
                      "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from . import tools
 from .atomic import atomic_write_json, atomic_write_text, read_json
+from .budget import budget, run_keys
 from .check import preflight
 from .config import ConfigError, ExperimentConfig
 from .envscripts import script
@@ -39,8 +40,7 @@ def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
     or cache keeps its finished runs."""
     model = cfg.model(run.model)
     # the model as declared (e.g. embedded:gemma-3-270m), no dataset_dir or output_dir
-    args = {**cfg.train_args(run.model, run.variant),
-            **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
+    args = {**run_keys(cfg, run), **tools.run_train_args(model.path, model.template, run.dataset, run.seed)}
     h = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode())
     if run.train_file.is_file():
         h.update(run.train_file.read_bytes())
@@ -146,6 +146,22 @@ def _wait_showing_progress(child: Child, run: RunSpec, timeout_s: float | None) 
         progress.close()
 
 
+def _steps_done(run: RunSpec) -> int | None:
+    """The optimizer steps of a finished run, from the last record of its trainer_log.jsonl."""
+    try:
+        lines = run.trainer_log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "current_steps" in rec:
+            return int(rec["current_steps"])
+    return None
+
+
 def _count_attempt(run: RunSpec) -> int:
     """How many times this run has been started, this time included; a
     finished run forgets (a later retrain counts from 1)."""
@@ -179,6 +195,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         raise RuntimeError(f"training ended without an adapter in {run.adapter_dir}; see {run.train_log}\n"
                            f"{log_tail(run.train_log)}")
     lf = read_json(run.trainer_results) if run.trainer_results.is_file() else {}
+    planned = budget(cfg, run)
     result = {
         "run_id": run.run_id, "model": run.model, "variant": run.variant, "size": run.size, "seed": run.seed,
         "train_wall_s": round(wall, 2),
@@ -187,7 +204,9 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "train_loss": lf.get("train_loss"),
         "train_tokens_seen": lf.get("num_input_tokens_seen"),
         "train_peak_rss_gb": round(peak_rss / 1e9, 2),
-        "epochs": args.get("num_train_epochs"),
+        "epochs": planned.epochs,
+        "steps": _steps_done(run) or planned.steps,     # as the trainer counted them, else as planned
+        "budget": cfg.train.budget.kind,
         "lora_rank": args.get("lora_rank"),
         "fast_loss": fast_loss_state(run),
         "adapter": str(run.adapter_dir),

@@ -20,6 +20,7 @@ from collections import defaultdict
 
 from . import tools
 from .atomic import atomic_write_json, recorded
+from .budget import run_keys
 from .config import ExperimentConfig
 from .envscripts import script
 from .models import resolve_model_path
@@ -31,7 +32,7 @@ from .runspec import RunSpec
 def resolved_train_yaml(cfg: ExperimentConfig, run: RunSpec) -> dict:
     """The run's train.yaml as written before it trains (bf16 is added by train_one on a GPU)."""
     model = cfg.model(run.model)
-    return {**cfg.train_args(run.model, run.variant),
+    return {**run_keys(cfg, run),
             **tools.run_train_args(str(resolve_model_path(model.path)), model.template, run.dataset, run.seed,
                                    dataset_dir=str(repo_root()), output_dir=str(run.adapter_dir))}
 
@@ -92,6 +93,24 @@ def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool, gpus: list
     if out.parent.is_dir():
         atomic_write_json(out, {"key": key, "problems": problems})
     return problems
+
+
+SERVED_METHODS = ("lora",)   # what eval serves: LoRA adapters (QLoRA included), as vLLM LoRA modules
+
+
+def method_problems(cfg: ExperimentConfig) -> list[str]:
+    """Fine-tuning methods whose output eval cannot serve: full and freeze
+    tuning write a whole checkpoint, OFT an adapter vLLM does not load. Refused
+    before the night rather than found after it."""
+    out = []
+    for m in cfg.models:
+        for v in cfg.variant_names():
+            method = cfg.train_args(m.name, v).get("finetuning_type", "lora")
+            if method not in SERVED_METHODS:
+                key = where_set(cfg, m.name, "finetuning_type", v)
+                out.append(f"{key}: '{method}' writes what eval cannot serve yet (it serves LoRA adapters as vLLM "
+                           "LoRA modules); use lora, or QLoRA (lora with quantization_bit: 4)")
+    return list(dict.fromkeys(out))
 
 
 def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:

@@ -16,12 +16,12 @@ import json
 import sys
 
 
-def encode(model_path: str, template: str, prompt: str, answer: str) -> dict:
+def encode(model_path: str, template: str, prompt: str, answer: str, trust_remote_code: bool = False) -> dict:
     from llamafactory.data import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_path)
+    tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     own_vocab = len(tok)
     tpl = get_template_and_fix_tokenizer(tok, DataArguments(template=template))
     # A template of another model family adds its own turn tokens: LLaMA-Factory
@@ -51,7 +51,8 @@ def _embedding_rows(model_path: str) -> int | None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: parity_encode.py <model dir> <template>  (JSON prompt/answer on stdin)")
+    args = [a for a in sys.argv[1:] if a != "--trust-remote-code"]
+    if len(args) != 2:
+        sys.exit("usage: parity_encode.py <model dir> <template> [--trust-remote-code]  (JSON prompt/answer on stdin)")
     data = json.loads(sys.stdin.read())
-    print(json.dumps(encode(sys.argv[1], sys.argv[2], data["prompt"], data["answer"])))
+    print(json.dumps(encode(args[0], args[1], data["prompt"], data["answer"], "--trust-remote-code" in sys.argv)))

@@ -16,13 +16,14 @@ import json
 import sys
 
 
-def lengths(model_path: str, template: str, cutoff_len: int, train: list, test: list) -> dict:
+def lengths(model_path: str, template: str, cutoff_len: int, train: list, test: list,
+            trust_remote_code: bool = False) -> dict:
     from llamafactory.data import get_template_and_fix_tokenizer
     from llamafactory.data.processor.processor_utils import infer_seqlen
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_path)
+    tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     tpl = get_template_and_fix_tokenizer(tok, DataArguments(template=template))
 
     def encode(prompt: str, answer: str) -> tuple[int, int]:
@@ -41,7 +42,10 @@ def lengths(model_path: str, template: str, cutoff_len: int, train: list, test: 
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit("usage: token_lengths.py <model dir> <template> <cutoff_len>  (JSON train/test on stdin)")
+    args = [a for a in sys.argv[1:] if a != "--trust-remote-code"]
+    if len(args) != 3:
+        sys.exit("usage: token_lengths.py <model dir> <template> <cutoff_len> [--trust-remote-code]  "
+                 "(JSON train/test on stdin)")
     data = json.loads(sys.stdin.read())
-    print(json.dumps(lengths(sys.argv[1], sys.argv[2], int(sys.argv[3]), data["train"], data["test"])))
+    print(json.dumps(lengths(args[0], args[1], int(args[2]), data["train"], data["test"],
+                             "--trust-remote-code" in sys.argv)))
