@@ -75,3 +75,9 @@ def test_the_budget_is_part_of_a_runs_fingerprint(sandbox):
 def test_bad_budgets_are_explained(sandbox, value, msg):
     with pytest.raises(ConfigError, match=msg):
         _cfg(sandbox, value)
+
+
+def test_epochs_of_the_wrong_type_leave_the_keys_for_check_to_report(sandbox):
+    cfg = _cfg(sandbox, {"min_steps": 100}, args={"num_train_epochs": "abc"})
+    run = train_runs(cfg)[0]
+    assert budget(cfg, run).steps == 0 and run_keys(cfg, run)["num_train_epochs"] == "abc"

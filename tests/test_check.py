@@ -424,3 +424,49 @@ def test_full_and_freeze_fine_tuning_are_refused_before_the_night(sandbox, fake_
     errors = _errors(cfg)
     assert "variants.full.finetuning_type: 'full' writes what eval cannot serve yet" in errors
     assert "variants.lora" not in errors
+
+
+@pytest.mark.parametrize("rank", ["abc", [8, 16], None, 8.0])
+def test_the_disk_estimate_skips_a_lora_rank_that_is_not_an_int(sandbox, fake_tools, rank):
+    data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
+    cfg = _cfg(sandbox, fake_tools, data=data, train={**fake_tools["train"], "args": {"lora_rank": rank}})
+    assert check.disk_problems(cfg) == []      # LLaMA-Factory's argument check reports the type
+    cfg = load_config(cfg.path, set_args=["train.args.lora_rank=abc"])
+    assert check.disk_problems(cfg) == []
+
+
+def test_the_disk_estimate_counts_an_int_lora_rank(sandbox, fake_tools, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("U", "total used free")(10, 10, 1000))
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10},
+               variants={"bad": {"lora_rank": "x"}, "r16": {"lora_rank": 16}})
+    assert "disk: the planned adapters need about" in check.disk_problems(cfg)[0]
+
+
+def test_blank_relation_entities_are_an_error(sandbox, fake_tools):
+    rows = [{"text": f"张三和李四{i}", "entity1": "张三", "entity2": "李四", "label": "ab"[i % 2]} for i in range(40)]
+    rows[3]["entity1"], rows[5]["entity2"] = "", "  "
+    cfg = _cfg(sandbox, fake_tools, task={"type": "relation_classification", "labels": ["a", "b"],
+                                          "prompt": "{text}{entity1}{entity2}"},
+               data={"source": _data(sandbox, rows), "test_size": 10})
+    assert ("data/d.jsonl: 2 example(s) with an empty entity1/entity2 (columns entity1, entity2), e.g. '张三和李四3' "
+            "('', '李四'); fill them in or remove the rows") in _errors(cfg)
+
+
+@pytest.mark.parametrize("value, expects, hint", [
+    (False, "None | str | list[str]",
+     '; YAML reads an unquoted no, false or off as a boolean: quote the string, e.g. report_to: "none"'),
+    (True, "int", "; YAML reads an unquoted yes, true or on as a boolean: write the value LLaMA-Factory expects"),
+    ("false", "bool", "; write false without quotes"),
+    ("3", "float", "; write 3 without quotes"),
+    ("2e-4", "float", "; YAML reads 2e-4 as text: write 2.0e-4"),
+    (3, "str", ""),
+])
+def test_a_type_hint_says_without_quotes_only_for_a_string(sandbox, fake_tools, monkeypatch, value, expects, hint):
+    msg = f"{value!r} is a {type(value).__name__}; LLaMA-Factory expects {expects}"
+    monkeypatch.setenv("FAKE_ARGS_VERDICT", json.dumps([["type", "report_to", msg]]))
+    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10],
+               train={**fake_tools["train"], "args": {"report_to": value}})
+    assert f"train.args.report_to: {msg}{hint} (in 1 of 1 run(s)" in _errors(cfg)

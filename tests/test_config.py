@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from conftest import write_experiment
@@ -121,3 +123,101 @@ def test_a_models_train_args_may_not_set_what_lorasweep_sets_per_run(sandbox):
                                   "train_args": {"seed": 3}}])
     with pytest.raises(ConfigError, match=r"remove them from models\[\].train_args"):
         load_config(p)
+
+
+BASE_YAML = """name: x
+task:
+  type: text_classification
+  labels: {labels}
+  prompt: "{{text}}"
+data:
+  source: generate:people_relations
+models:
+  - name: m1
+    path: embedded:gemma-3-270m
+    template: gemma
+  - name: m2
+    path: embedded:gemma-3-270m
+    template: gemma
+train_sizes: [10]
+seeds: [1]
+"""
+
+
+@pytest.mark.parametrize("extra, msg", [
+    ("seeds: [2]\n", r"x\.yaml:17: key 'seeds' is given twice \(lines 16 and 17\); keep one"),
+    ("models: []\n", r"x\.yaml:17: key 'models' is given twice \(lines 8 and 17\); keep one"),
+    ("data: {source: a.jsonl, source: b.jsonl}\n", r"x\.yaml:17: key 'source' is given twice \(both on line 17\)"),
+])
+def test_a_key_given_twice_in_the_yaml_is_refused_naming_both_lines(sandbox, extra, msg):
+    p = sandbox / "experiments" / "x.yaml"
+    p.write_text(BASE_YAML.format(labels="[a, b]") + extra)
+    with pytest.raises(ConfigError, match=msg):
+        load_config(p)
+
+
+def test_yaml_merge_keys_may_still_override_what_they_merge(sandbox):
+    p = sandbox / "experiments" / "x.yaml"
+    p.write_text(BASE_YAML.format(labels="[a, b]").replace("train_sizes: [10]\n", "") +
+                 "variants:\n  base: &b {lora_rank: 8, lora_alpha: 16}\n  r64:\n    <<: *b\n    lora_rank: 64\n"
+                 "train_sizes: [10]\n")
+    assert load_config(p).variants["r64"] == {"lora_rank": 64, "lora_alpha": 16}
+
+
+@pytest.mark.parametrize("labels, msg", [
+    ('["Yes", "yes", "no"]', r"task\.labels: 'Yes' and 'yes' are the same label once answers are normalised "
+                             r"\(width, case, trailing punctuation\), so scoring cannot tell them apart; keep one"),
+    ('["yes", "no", "ｙｅｓ"]', "'yes' and 'ｙｅｓ' are the same label once answers are normalised"),
+    ('["父母 ", "朋友"]', r"task\.labels: '父母 ' has spaces at its ends \(data labels are read stripped\); "
+                          r"write '父母'"),
+    ('["", "a", "b"]', r"task\.labels: '' is an empty label; write its text or remove it"),
+])
+def test_labels_that_scoring_or_the_data_cannot_tell_apart_are_refused(sandbox, labels, msg):
+    p = sandbox / "experiments" / "x.yaml"
+    p.write_text(BASE_YAML.format(labels=labels))
+    with pytest.raises(ConfigError, match=msg) as e:
+        load_config(p)
+    assert len(str(e.value).splitlines()) == 2
+
+
+@pytest.mark.parametrize("labels, msgs", [
+    ("[yes, no]", [r'task\.labels\.0: Input should be a valid string; YAML read yes as a boolean \(True\); quote it: '
+                   r'"yes"', r'task\.labels\.1: .*YAML read no as a boolean \(False\); quote it: "no"']),
+    ("[0, 1]", [r'task\.labels\.0: .*YAML read 0 as a number \(0\); quote it: "0"']),
+])
+def test_yaml_booleans_and_numbers_where_text_is_expected_say_to_quote_them(sandbox, labels, msgs):
+    p = sandbox / "experiments" / "x.yaml"
+    p.write_text(BASE_YAML.format(labels=labels))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    for msg in msgs:
+        assert re.search(msg, str(e.value)), str(e.value)
+
+
+def test_a_name_yaml_reads_as_a_number_is_shown_as_written(sandbox):
+    p = sandbox / "experiments" / "x.yaml"
+    p.write_text(BASE_YAML.format(labels="[a, b]").replace("name: x", "name: 0123"))   # YAML 1.1: octal 83
+    with pytest.raises(ConfigError, match=r'name: .*YAML read 0123 as a number \(83\); quote it: "0123"'):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r'name: .*YAML read 0456 as a number \(302\); quote it: "0456"'):
+        load_config(p, set_args=["name=0456"])          # a --set value, as the command line wrote it
+    with pytest.raises(ConfigError, match=r'YAML read it as a boolean \(True\); quote the word as written, e\.g\. '
+                                          r'"yes"'):
+        load_config(p, overrides={"name": True})        # the spelling unknown
+
+
+def test_set_reaches_into_a_list_item_by_its_number(sandbox):
+    p = sandbox / "experiments" / "x.yaml"
+    p.write_text(BASE_YAML.format(labels="[a, b]") + "executor: ray\n")
+    cfg = load_config(p, set_args=["models.1.train_args.lora_rank=16", "models.0.name=first",
+                                   "executor.address=auto"])
+    assert [m.name for m in cfg.models] == ["first", "m2"] and cfg.models[1].train_args == {"lora_rank": 16}
+    assert cfg.executor.kind == "ray" and cfg.executor.address == "auto"   # the shorthand still expands
+    with pytest.raises(ConfigError, match=r"^--set models\.3\.name: models has 2 item\(s\) \(0\.\.1\)$"):
+        load_config(p, set_args=["models.3.name=x"])
+    with pytest.raises(ConfigError, match=r"--set models\.m1\.name: models is a list of 2 item\(s\) \(0\.\.1\); name "
+                                          r"an item by its number, e\.g\. models\.0"):
+        load_config(p, set_args=["models.m1.name=x"])
+    with pytest.raises(ConfigError, match=r"--set name\.x: 'name' is 'x', not a mapping or a list; write --set "
+                                          r"name=<value>"):
+        load_config(p, set_args=["name.x=1"])

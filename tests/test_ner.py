@@ -107,3 +107,21 @@ def test_entities_column_must_be_a_list_and_answer_a_string():
         entities_from_row({"text": TEXT, "answer": None}, "entities", "answer", TASK)
     # A null entities cell falls back to the answer column, as before.
     assert entities_from_row({"entities": None, "answer": "罗佳_人名"}, "entities", "answer", TASK) == [("罗佳", "人名")]
+
+
+def test_a_type_containing_the_entity_separator_is_refused(sandbox):
+    from conftest import write_experiment
+    from lorasweep.config import ConfigError, load_config
+
+    def cfg(**task):
+        return load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": []},
+                                            task={"type": "ner", "labels": ["person", "job_title"], "prompt": "{text}",
+                                                  **task}))
+    with pytest.raises(ConfigError, match=r"task: labels: 'job_title' contains the entity_separator '_': an answer "
+                                          r"line could not be split; set task.entity_separator to another string "
+                                          r"\(e\.g\. '\|'\) or rename the type"):
+        cfg()
+    task = cfg(entity_separator="|").task
+    assert parse_answer(task, "CEO|job_title") == ([("CEO", "job_title")], 0)
+    with pytest.raises(ConfigError, match="entity_separator is empty"):
+        cfg(entity_separator="")

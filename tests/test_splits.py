@@ -252,9 +252,10 @@ def test_semicolon_csv_sniffed_or_given_and_ragged_rows_refused(sandbox):
 
 def test_a_gbk_csv_is_refused_naming_gbk_and_read_with_data_encoding(sandbox):
     gbk = "text,label\n罗佳毕业于国家图书馆,a\n".encode("gbk")
-    with pytest.raises(ConfigError, match=r"g\.csv: not UTF-8 at byte offset 11 \(line 2: 0xc2\); it reads as "
-                                          r"GBK.*罗佳毕业于国家图书馆.*set data\.encoding: gbk"):
-        _load(sandbox, "g.csv", gbk)
+    with pytest.raises(ConfigError, match=r"g\.csv: not UTF-8 at byte offset 11 \(line 2: 0xc2\); it decodes as "
+                                          r"GBK/GB18030 \(simplified Chinese: .*罗佳毕业于国家图书馆.*\) and as Big5 .*"
+                                          r"set data\.encoding to the one it was saved in \(gbk or big5\)"):
+        _load(sandbox, "g.csv", gbk)   # (GBK bytes also decode as Big5, into other characters)
     assert _load(sandbox, "g.csv", gbk, encoding="gbk") == [{"text": "罗佳毕业于国家图书馆", "label": "a"}]
     with pytest.raises(ConfigError, match="data.encoding: unknown encoding 'gkb'"):
         _load(sandbox, "g.csv", gbk, encoding="gkb")
@@ -319,3 +320,44 @@ def test_ner_rows_that_cannot_be_read_exactly_are_refused(sandbox, ents, msg):
     row = {"text": "罗佳毕业于国家图书馆", "entities": ents}
     with pytest.raises(ConfigError, match=r"n\.jsonl: " + msg):
         _load(sandbox, "n.jsonl", json.dumps(row, ensure_ascii=False), task=NER)
+
+
+def test_a_big5_file_is_told_big5_as_well_as_gbk_and_only_what_decodes(sandbox):
+    big5 = "text,label\n羅佳畢業於國家圖書館,a\n".encode("big5")
+    with pytest.raises(ConfigError, match=r"b\.csv: not UTF-8 at .*; it decodes as GBK/GB18030 \(simplified Chinese: "
+                                          r".*\) and as Big5 \(traditional Chinese: \"羅佳畢業於國家圖書館,a\"\): set "
+                                          r"data\.encoding to the one it was saved in \(gb18030 or big5\)"):
+        _load(sandbox, "b.csv", big5)
+    assert _load(sandbox, "b.csv", big5, encoding="big5") == [{"text": "羅佳畢業於國家圖書館", "label": "a"}]
+    only_gbk = "text,label\n丂,a\n".encode("gbk")   # 0x81 is no Big5 lead byte: GBK alone is named
+    with pytest.raises(ConfigError, match=r"it reads as GBK/GB18030, the Chinese Windows encoding .*set "
+                                          r"data\.encoding: gbk"):
+        _load(sandbox, "g.csv", only_gbk)
+
+
+def test_a_key_given_twice_in_one_json_row_is_refused_with_its_line(sandbox):
+    jsonl = '{"text": "x", "label": "a"}\n{"text": "y", "label": "朋友", "label": "同事"}\n'
+    with pytest.raises(ConfigError, match=r"d\.jsonl:2: key 'label' is given twice in one object \(JSON would keep "
+                                          r"the last\); keep one"):
+        _load(sandbox, "d.jsonl", jsonl)
+    pretty = '[\n {"text": "x", "label": "a"},\n {"text": "y",\n  "entities": [],\n  "text": "z", "label": "b"}\n]'
+    with pytest.raises(ConfigError, match=r"d\.json:3: key 'text' is given twice in the object that starts on this "
+                                          r"line"):
+        _load(sandbox, "d.json", pretty)
+    assert _load(sandbox, "d.json", '[{"text": "x", "label": "a"}]') == [{"text": "x", "label": "a"}]
+
+
+def test_a_class_label_column_of_a_saved_dataset_reads_as_its_names(sandbox):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"text": ["good", "bad", "fine"], "label": [1, 0, 1]})
+    ds.cast_column("label", datasets.ClassLabel(names=["negative", "positive"])).save_to_disk(sandbox / "data" / "cl")
+    task = {"type": "text_classification", "labels": ["negative", "positive"], "prompt": "{text}"}
+    cfg = _cfg(sandbox, task=task, data={"source": "data/cl", "test_size": 1})
+    from lorasweep.splits import load_examples
+    assert load_examples(cfg, cfg.data.source) == [{"text": "good", "label": "positive"},
+                                                   {"text": "bad", "label": "negative"},
+                                                   {"text": "fine", "label": "positive"}]
+    ds = datasets.Dataset.from_dict({"text": ["t"], "label": [-1]})   # -1: datasets' "no label"
+    ds.cast_column("label", datasets.ClassLabel(names=["negative", "positive"])).save_to_disk(sandbox / "data" / "nl")
+    with pytest.raises(ConfigError, match="column 'label', has null: fill it in"):
+        load_examples(cfg, "data/nl")

@@ -124,3 +124,14 @@ def test_a_check_message_names_the_variant_a_key_came_from(sandbox):
     assert where_set(cfg, "m1", "lora_rank", "r8") == "models[m1].train_args.lora_rank"
     assert where_set(cfg, "m1", "num_train_epochs", "r8") == "train.args.num_train_epochs"
     assert where_set(cfg, "m1", "cutoff_len") == "cutoff_len (a lorasweep default)"
+
+
+def test_check_warns_that_qlora_runs_will_be_scored_on_the_full_base_on_a_cpu(sandbox, monkeypatch):
+    from lorasweep import check, tools
+
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: False)
+    (warning,) = check.served_base_warnings(_cfg(sandbox))
+    assert warning.startswith("2 run(s) train against a bnb-4bit base (e.g. m1__qlora__n10__seed1) and will be "
+                              "scored on the full-precision base (vLLM's CPU backend has no bitsandbytes)")
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: True)
+    assert check.served_base_warnings(_cfg(sandbox)) == []

@@ -59,6 +59,8 @@ def run_keys(cfg: ExperimentConfig, run: RunSpec) -> dict:
     b = budget(cfg, run, args)
     if cfg.train.budget.kind == "steps":
         args["max_steps"] = b.steps
-    elif cfg.train.budget.kind == "min_steps" and b.epochs != float(args.get("num_train_epochs", 1.0)):
-        args["num_train_epochs"] = b.epochs      # raised; a run already over the minimum keeps its keys as they are
+    elif cfg.train.budget.kind == "min_steps" and b.steps and b.epochs != float(args.get("num_train_epochs", 1.0)):
+        # raised; a run already over the minimum keeps its keys as they are (b.steps is 0 when the
+        # epochs or batch size are of the wrong type: the keys stay as written for check to report)
+        args["num_train_epochs"] = b.epochs
     return args

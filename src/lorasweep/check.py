@@ -23,6 +23,7 @@ from .parity import encode_template, parity_problems
 from .paths import check_file, experiment_dir
 from .plan import train_runs
 from .prompts import render_prompt
+from .serve import served_base, trained_base
 from .splits import dedupe, example_key, load_examples, stratified_order
 from .trainargs import method_problems, train_args_findings
 
@@ -63,6 +64,13 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     if empty:
         errors.append(f"{src}: {empty} example(s) with an empty text ({cfg.data.text_column}); remove them")
     if cfg.task.type == "relation_classification":
+        for name, rows in ((src, examples), (cfg.data.test_file, test)):
+            blank = [ex for ex in rows if not ex["entity1"] or not ex["entity2"]]   # read stripped: "  " is ""
+            if blank:
+                e = blank[0]
+                errors.append(f"{name}: {len(blank)} example(s) with an empty entity1/entity2 (columns "
+                              f"{cfg.data.entity1_column}, {cfg.data.entity2_column}), e.g. {_show(e, blank=True)}; "
+                              "fill them in or remove the rows")
         missing = [ex for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
                    or ex["entity2"] and ex["entity2"] not in ex["text"]]
         if missing:
@@ -117,10 +125,16 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def _show(ex: dict) -> str:
+def _show(ex: dict, blank: bool = False) -> str:
     text = ex["text"] if len(ex["text"]) <= 40 else ex["text"][:40] + "..."
+    if blank:   # quoted, so an empty entity shows as ''
+        return f"{text!r} ({ex['entity1']!r}, {ex['entity2']!r})"
     ents = f" ({ex['entity1']}, {ex['entity2']})" if ex.get("entity1") else ""
     return f"{text!r}{ents}"
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def disk_problems(cfg: ExperimentConfig) -> list[str]:
@@ -132,11 +146,16 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
             mc = json.loads((resolve_model_path(m.path) / "config.json").read_text())
         except (OSError, ValueError):
             continue
-        mc = mc.get("text_config", mc)
+        mc = mc.get("text_config", mc) if isinstance(mc, dict) else None
+        if not isinstance(mc, dict):
+            continue
         h, i, n = mc.get("hidden_size", 4096), mc.get("intermediate_size", 4 * 4096), mc.get("num_hidden_layers", 32)
+        if not all(_is_int(x) for x in (h, i, n)):
+            continue   # no sizes to estimate from
         for r in runs:
-            if r.model == m.name:
-                rank = int(cfg.train_args(r.model, r.variant).get("lora_rank", 8))
+            rank = cfg.train_args(r.model, r.variant).get("lora_rank", 8) if r.model == m.name else None
+            # a rank that is not an int (`lora_rank=abc`) is reported by LLaMA-Factory's argument check (trainargs)
+            if _is_int(rank):
                 need += rank * (4 * 2 * h + 3 * (h + i)) * n * 4 + 50_000_000   # + tokenizer, logs, predictions
     root = experiment_dir(cfg.name)
     probe = next((p for p in [root, *root.parents] if p.exists()), Path("/"))
@@ -252,7 +271,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 notes = lengths.notes
             args_errors, args_warnings = args_check.result()
         errors += method_problems(cfg) + args_errors
-        warnings += args_warnings
+        warnings += args_warnings + served_base_warnings(cfg)
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)
@@ -287,6 +306,18 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
         if not _executable(py):
             out.append(f"eval.vllm_python: {py} not found; run `bash shell/setup.sh serve` or set eval.vllm_python")
     return out
+
+
+def served_base_warnings(cfg: ExperimentConfig) -> list[str]:
+    """QLoRA runs that will be scored on another base than they train against (a CPU server)."""
+    on_gpu = tools.has_nvidia_gpu()
+    moved = [r for r in train_runs(cfg) if trained_base(cfg, r) != served_base(cfg, r, on_gpu)]
+    if not moved:
+        return []
+    why = "eval.quantized_base: false" if on_gpu else "vLLM's CPU backend has no bitsandbytes"
+    return [f"{len(moved)} run(s) train against a {trained_base(cfg, moved[0])} base (e.g. {moved[0].run_id}) and "
+            f"will be scored on the full-precision base ({why}); their scores are not the adapters' own "
+            "(served_base in the results)"]
 
 
 def remote_code_problems(model: ModelSpec, path: Path) -> list[str]:

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from .metrics import normalise
 from .paths import repo_root
 from .prompts import placeholders, prompt_fields, unknown_placeholders
 from .tools import MANAGED_TRAIN_KEYS
@@ -111,13 +122,41 @@ class TaskSpec(_Strict):
 
     @field_validator("labels")
     @classmethod
-    def _labels_ok(cls, v: list[str]) -> list[str]:
+    def _labels_ok(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if len(v) < 2:
             raise ValueError("needs at least two labels")
         dup = sorted({x for x in v if v.count(x) > 1})
         if dup:
             raise ValueError(f"duplicate labels: {dup}")
+        for lab in v:
+            if not lab.strip():
+                raise ValueError(f"{lab!r} is an empty label; write its text or remove it")
+            if lab != lab.strip():   # data labels are stripped when read: this one could never match
+                raise ValueError(f"{lab!r} has spaces at its ends (data labels are read stripped); "
+                                 f"write {lab.strip()!r}")
+        if info.data.get("type") != "ner":
+            # scoring (metrics.to_label) folds answers with normalise: labels equal after it are one label
+            seen: dict[str, str] = {}
+            for lab in v:
+                other = seen.setdefault(normalise(lab), lab)
+                if other != lab:
+                    raise ValueError(f"{other!r} and {lab!r} are the same label once answers are normalised (width, "
+                                     "case, trailing punctuation), so scoring cannot tell them apart; keep one")
         return v
+
+    @model_validator(mode="after")
+    def _types_split(self) -> "TaskSpec":
+        # an answer line `entity<sep>type` is split at its last separator (ner.parse_answer)
+        if self.type == "ner":
+            sep = self.entity_separator
+            if not sep:
+                raise ValueError("entity_separator is empty; write the string between entity and type, e.g. '_'")
+            for lab in self.labels:
+                if sep in lab:
+                    raise ValueError(f"labels: {lab!r} contains the entity_separator {sep!r}: an answer line "
+                                     "could not be split; set task.entity_separator to another string (e.g. '|') "
+                                     "or rename the type")
+        return self
 
     @model_validator(mode="after")
     def _prompt_fields(self) -> "TaskSpec":
@@ -489,7 +528,22 @@ def _submodel_at(loc: tuple) -> type[BaseModel]:
     return cls
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def _yaml_typed_hint(value: Any, spelling: str | None) -> str:
+    """Why a string field got a bool or number: YAML 1.1 reads yes/no/on/off and digits unquoted as such."""
+    if isinstance(value, bool):
+        if spelling:
+            return f'; YAML read {spelling} as a boolean ({value}); quote it: "{spelling}"'
+        return f'; YAML read it as a boolean ({value}); quote the word as written, e.g. "{"yes" if value else "no"}"'
+    if isinstance(value, (int, float)):
+        if spelling:
+            return f'; YAML read {spelling} as a number ({value}); quote it: "{spelling}"'
+        return f'; YAML read it as a number ({value}); quote it as written, e.g. "{value}"'
+    return ""
+
+
+def format_validation_error(err: ValidationError, source: str,
+                            spelling: Callable[[tuple, Any], str | None] | None = None) -> str:
+    """`spelling(loc, value)`: the value's text as the YAML file writes it, when known."""
     lines = [f"{source}: {err.error_count()} problem(s) in the experiment config:"]
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -502,24 +556,42 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: unknown key '{key}'; {hint}")
         elif e["type"] == "missing":
             lines.append(f"  - {where}: required field is missing")
+        elif e["type"] == "string_type" and isinstance(e.get("input"), (bool, int, float)):
+            written = spelling(loc, e["input"]) if spelling else None
+            lines.append(f"  - {where}: {e['msg']}{_yaml_typed_hint(e['input'], written)}")
         else:
-            lines.append(f"  - {where}: {e['msg']}")
+            lines.append(f"  - {where}: {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
+
+
+def _list_index(dotted: str, where: str, items: list, p: str) -> int:
+    """The list item a --set key names by its number (models.0.name)."""
+    span = f"{len(items)} item(s) (0..{len(items) - 1})" if items else "no items"
+    if not (p.isascii() and p.isdecimal()):
+        raise ConfigError(f"--set {dotted}: {where} is a list of {span}; name an item by its number, "
+                          f"e.g. {where}.0")
+    if int(p) >= len(items):
+        raise ConfigError(f"--set {dotted}: {where} has {span}")
+    return int(p)
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
-    cur = d
-    for p in parts[:-1]:
-        nxt = cur.get(p)
+    cur: Any = d
+    for depth, p in enumerate(parts):
+        key = _list_index(dotted, ".".join(parts[:depth]), cur, p) if isinstance(cur, list) else p
+        if depth == len(parts) - 1:
+            cur[key] = value
+            return
+        nxt = cur[key] if isinstance(cur, list) else cur.get(key)
         if nxt is None:
-            nxt = cur[p] = {}
+            nxt = cur[key] = {}
         if p == "executor" and isinstance(nxt, str) and cur is d:   # the `executor: ray` shorthand
             nxt = cur[p] = {"kind": nxt}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"--set {dotted}: '{p}' is not a mapping")
+        if not isinstance(nxt, (dict, list)):
+            at = ".".join(parts[:depth + 1])
+            raise ConfigError(f"--set {dotted}: '{at}' is {nxt!r}, not a mapping or a list; write --set {at}=<value>")
         cur = nxt
-    cur[parts[-1]] = value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -540,6 +612,52 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, line: int):
+        super().__init__(key)
+        self.key, self.first, self.line = key, first, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last, silently).
+    Checked as each mapping is composed, before merge keys (<<) are flattened into it."""
+
+    def compose_mapping_node(self, anchor):
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple, int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in seen:
+                raise _DuplicateKey(key.value, seen[key.tag, key.value], line)
+            seen[key.tag, key.value] = line
+        return node
+
+
+def _written(node: Any, loc: tuple, value: Any) -> str | None:
+    """The plain YAML text at `loc` when it reads as `value` (not one a --set replaced), else None."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in reversed(node.value) if isinstance(k, yaml.ScalarNode) and k.value == part),
+                        None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        elif not isinstance(node, yaml.ScalarNode):   # (a scalar ends the walk: the rest names a union's branch)
+            return None
+    if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+        return None
+    return node.value if _reads_as(node.value, value) else None
+
+
+def _reads_as(text: str | None, value: Any) -> bool:
+    try:
+        same = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return False
+    return type(same) is type(value) and same == value
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
                 set_args: list[str] | None = None) -> ExperimentConfig:
     """Load and validate an experiment; `overrides` (dotted keys) win over the YAML.
@@ -551,19 +669,36 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
     overrides = {**parse_overrides(set_args or []), **(overrides or {})}
     if not path.is_file():
         raise ConfigError(f"{path}: experiment file not found")
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        root = loader.get_single_node()
+        raw = loader.construct_document(root) if root is not None else None
+    except _DuplicateKey as e:
+        lines = f"lines {e.first} and {e.line}" if e.first != e.line else f"both on line {e.line}"
+        raise ConfigError(f"{path}:{e.line}: key '{e.key}' is given twice ({lines}); keep one") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    finally:
+        loader.dispose()
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, task, data, models, ...)")
     raw.setdefault("name", path.stem)
     for k, v in overrides.items():
         _set_dotted(raw, k, v)
+    set_text = {k.strip(): v.strip() for k, _, v in (a.partition("=") for a in set_args or [])}
+
+    def spelling(loc: tuple, value: Any) -> str | None:
+        # as the file writes it, or as --set does when one replaced it
+        dotted = ".".join(map(str, loc))
+        hit = next((k for k in overrides if dotted == k or dotted.startswith(k + ".")), None)
+        if hit is None:
+            return _written(root, loc, value)
+        return set_text[hit] if hit in set_text and _reads_as(set_text[hit], value) else None
+
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(path))) from None
+        raise ConfigError(format_validation_error(e, str(path), spelling)) from None
     cfg._path = path.resolve()
     cfg._set_args = list(set_args or [])
     return cfg

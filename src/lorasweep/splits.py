@@ -38,7 +38,7 @@ def _read_saved_dataset(path: Path, split: str | None, default_split: str) -> li
     """A Hugging Face `datasets` folder written by save_to_disk: a Dataset, or
     a DatasetDict whose split is named after a colon (default: train for the
     source, test for the test file)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
 
     try:
         ds = load_from_disk(str(path))
@@ -52,7 +52,14 @@ def _read_saved_dataset(path: Path, split: str | None, default_split: str) -> li
     elif split:
         raise ConfigError(f"{path}: a single Dataset has no splits; drop ':{split}'")
     assert isinstance(ds, Dataset)
-    return ds.to_list()
+    rows = ds.to_list()
+    # a ClassLabel column holds ints; the labels are its names (-1 is datasets' "no label": left empty)
+    for col, feature in ds.features.items():
+        if isinstance(feature, ClassLabel):
+            for row in rows:
+                v = row[col]
+                row[col] = feature.names[v] if isinstance(v, int) and 0 <= v < len(feature.names) else None
+    return rows
 
 
 _TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
@@ -97,18 +104,27 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> str:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ConfigError(f"{path}: not UTF-8 but UTF-16 (it starts with a UTF-16 byte order mark); "
                           "set data.encoding: utf-16") from None
-    try:
-        raw.decode("gb18030")
-    except UnicodeDecodeError:
+    # Chinese bytes often decode as both GB18030 and Big5, one of them into garbage: name each
+    # that decodes, with the offending line as it reads there, so the user can tell which is right.
+    gb = "gbk" if _decodes(raw, "gbk") else "gb18030" if _decodes(raw, "gb18030") else None
+    b5 = "big5" if _decodes(raw, "big5") else "cp950" if _decodes(raw, "cp950") else None   # cp950: Windows' Big5
+    if not (gb or b5):
         raise ConfigError(f"{path}: not UTF-8 at {where}; set data.encoding to the encoding the file was saved in "
                           "(e.g. gbk, big5, cp1252)") from None
-    # Show the offending line as GB18030 reads it, so the user can tell whether that is right.
     start = raw.rfind(b"\n", 0, bad) + 1
     end = raw.find(b"\n", bad)
-    sample = raw[start:end if end >= 0 else len(raw)].decode("gb18030").strip()
-    name = "gbk (or gb18030)" if _decodes(raw, "gbk") else "gb18030"
+    line = raw[start:end if end >= 0 else len(raw)]
+    sample = {c: abridged(line.decode(c).strip(), 40) for c in (gb, b5) if c}
+    if gb and b5:
+        raise ConfigError(f"{path}: not UTF-8 at {where}; it decodes as GBK/GB18030 (simplified Chinese: "
+                          f"{sample[gb]}) and as Big5 (traditional Chinese: {sample[b5]}): set data.encoding to the "
+                          f"one it was saved in ({gb} or {b5})")
+    if b5:
+        raise ConfigError(f"{path}: not UTF-8 at {where}; it reads as Big5, the traditional Chinese encoding "
+                          f"({sample[b5]}): if that is right, set data.encoding: {b5}")
+    name = "gbk (or gb18030)" if gb == "gbk" else "gb18030"
     raise ConfigError(f"{path}: not UTF-8 at {where}; it reads as GBK/GB18030, the Chinese Windows encoding "
-                      f"({abridged(sample, 40)}): if that is right, set data.encoding: {name}")
+                      f"({sample[gb]}): if that is right, set data.encoding: {name}")
 
 
 def _decodes(raw: bytes, codec: str) -> bool:
@@ -175,6 +191,47 @@ def _read_csv(path: Path, text: str, sep: str | None) -> list[dict]:
     return rows
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """json's object_pairs_hook: a dict, refusing a key given twice (json.loads keeps the last, silently)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return d
+
+
+def _duplicate_key_line(text: str) -> int:
+    """The line where the first object with a key given twice starts: json's pure-Python
+    parser, which knows positions, run again only on such a file."""
+    from json.decoder import JSONObject
+    from json.scanner import py_make_scanner
+
+    dec = json.JSONDecoder(object_pairs_hook=_unique_keys)
+    at: list[int] = []
+
+    def parse_object(s_and_end, *args):
+        try:
+            return JSONObject(s_and_end, *args)
+        except _DuplicateKey:
+            at.append(s_and_end[1])   # the innermost object's, first
+            raise
+
+    dec.parse_object = parse_object
+    dec.scan_once = py_make_scanner(dec)
+    try:
+        dec.decode(text)
+    except _DuplicateKey:
+        pass
+    return text.count("\n", 0, at[0]) + 1 if at else 1
+
+
 def _read_records(path: Path, sep: str | None = None, encoding: str | None = None) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -197,15 +254,21 @@ def _read_records(path: Path, sep: str | None = None, encoding: str | None = Non
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=_unique_keys))
             except json.JSONDecodeError as e:
                 raise ConfigError(f"{path}:{i}: not valid JSON: {e.msg}") from None
+            except _DuplicateKey as e:
+                raise ConfigError(f"{path}:{i}: key {e.args[0]!r} is given twice in one object (JSON would keep "
+                                  "the last); keep one") from None
         return rows
     if suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        except _DuplicateKey as e:
+            raise ConfigError(f"{path}:{_duplicate_key_line(text)}: key {e.args[0]!r} is given twice in the object "
+                              "that starts on this line (JSON would keep the last); keep one") from None
         if not isinstance(data, list):
             raise ConfigError(f"{path}: expected a JSON list of objects")
         return data

@@ -60,8 +60,17 @@ def where_set(cfg: ExperimentConfig, model: str, key: str, variant: str | None =
 _E_NOTATION = re.compile(r"^[+-]?\d+[eE][+-]?\d+$")
 
 
-def _hint(value_repr: str) -> str:
-    raw = value_repr.strip("'\"")
+def _hint(value_repr: str, key: str = "", expects: str = "") -> str:
+    """What to write instead, from the value's repr: quotes mean YAML read it as a string."""
+    if value_repr in ("True", "False"):   # a real boolean: YAML 1.1 reads yes/no/on/off/true/false unquoted as one
+        words = "yes, true or on" if value_repr == "True" else "no, false or off"
+        if "str" in expects:
+            example = '"none"' if key == "report_to" else f'"{words.split(",")[0]}"'
+            return f"; YAML reads an unquoted {words} as a boolean: quote the string, e.g. {key}: {example}"
+        return f"; YAML reads an unquoted {words} as a boolean: write the value LLaMA-Factory expects"
+    if len(value_repr) < 2 or value_repr[0] not in "'\"" or value_repr[-1] != value_repr[0]:
+        return ""   # not a string: "without quotes" would not help
+    raw = value_repr[1:-1]
     if _E_NOTATION.match(raw):
         mantissa, exp = re.split("[eE]", raw)
         return f"; YAML reads {raw} as text: write {mantissa}.0e{exp}"
@@ -144,7 +153,8 @@ def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
                 text = f"{where(key)}: LLaMA-Factory has no training key '{key}'; {hint}"
             elif kind == "type":
                 value_repr = msg.split(" is a ", 1)[0]
-                text = f"{where(key)}: {msg}{_hint(value_repr)}"
+                expects = msg.rpartition("LLaMA-Factory expects ")[2]
+                text = f"{where(key)}: {msg}{_hint(value_repr, key, expects)}"
             elif kind == "device":
                 text = f"{where(key)}: {msg}"
             else:
