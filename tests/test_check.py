@@ -470,3 +470,19 @@ def test_a_type_hint_says_without_quotes_only_for_a_string(sandbox, fake_tools, 
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10],
                train={**fake_tools["train"], "args": {"report_to": value}})
     assert f"train.args.report_to: {msg}{hint} (in 1 of 1 run(s)" in _errors(cfg)
+
+
+def test_an_architecture_the_pinned_vllm_lacks_is_a_warning(sandbox, fake_tools, tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASWEEP_HOME", str(tmp_path / "home"))
+    serve = tmp_path / "serve" / "bin"
+    serve.mkdir(parents=True)
+    (serve / "python").write_text(f"#!{sys.executable}\nprint('[\"Gemma3ForCausalLM\", \"Qwen2ForCausalLM\"]')\n")
+    (serve / "python").chmod(0o755)
+    model = tmp_path / "model"
+    config = json.loads((model / "config.json").read_text())
+    data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
+    for arch, expect in (("BaichuanForCausalLM", True), ("Qwen2ForCausalLM", False)):
+        (model / "config.json").write_text(json.dumps({**config, "architectures": [arch]}))
+        cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[10], eval={"vllm_python": str(serve / "python")})
+        said = "the serving environment's vLLM has no implementation of BaichuanForCausalLM" in _warnings(cfg)
+        assert said == expect

@@ -166,37 +166,75 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
     return []
 
 
-def _ask_templates(py: Path) -> list[str] | None:
-    code = "import json; from llamafactory.data.template import TEMPLATES; print(json.dumps(sorted(TEMPLATES)))"
+def _ask_env(py: Path, code: str) -> list[str] | None:
+    """The JSON list the snippet `code` prints in the environment of `py`, or None."""
     try:
-        p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=180,
+        p = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300,
                            env=tools.child_env())
-        return json.loads(p.stdout.strip().splitlines()[-1])
+        names = json.loads(p.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return None
+    return names if isinstance(names, list) else None
 
 
-def known_templates(py: Path, refresh: bool = False) -> list[str] | None:
-    """LLaMA-Factory's template names in the environment of `py`. Asking
-    costs ~10 s of imports, so the answer is cached per environment (and asked
-    again when a name is missing from it, in case LLaMA-Factory was upgraded)."""
+def _names_in_env(py: Path, code: str, store_name: str, refresh: bool) -> list[str] | None:
+    """A list of names an environment answers (asked once: its imports cost
+    ~10 s), cached under the cache home per environment and its install time."""
     marker = py.parent.parent / "pyvenv.cfg"
     key = f"{py}|{marker.stat().st_mtime if marker.is_file() else py.stat().st_mtime}"
-    store = tools.cache_home() / "llamafactory_templates.json"
+    store = tools.cache_home() / store_name
     if not refresh and store.is_file():
         try:
             rec = read_json(store)
             if rec.get("key") == key:
-                return list(rec["templates"])
+                return list(rec["names"])
         except (ValueError, KeyError, OSError):
             pass
-    names = _ask_templates(py)
+    names = _ask_env(py, code)
     if names:
         try:
-            atomic_write_json(store, {"key": key, "templates": names})
+            atomic_write_json(store, {"key": key, "names": names})
         except OSError:
             pass
     return names
+
+
+def known_templates(py: Path, refresh: bool = False) -> list[str] | None:
+    """LLaMA-Factory's template names in the environment of `py` (asked again
+    when a name is missing from the cached answer, in case LLaMA-Factory was upgraded)."""
+    code = "import json; from llamafactory.data.template import TEMPLATES; print(json.dumps(sorted(TEMPLATES)))"
+    return _names_in_env(py, code, "llamafactory_templates.json", refresh)
+
+
+def vllm_architectures(py: Path) -> list[str] | None:
+    """The model architectures the vLLM of `py` has its own implementation of."""
+    code = "import json; from vllm import ModelRegistry; print(json.dumps(sorted(ModelRegistry.get_supported_archs())))"
+    return _names_in_env(py, code, "vllm_architectures.json", refresh=False)
+
+
+def architecture_warnings(cfg: ExperimentConfig) -> list[str]:
+    """Models whose architecture the pinned vLLM does not implement: its server
+    then falls back on the Transformers backend (slower; LoRA support varies by
+    release), which is worth knowing before the night rather than after it."""
+    py = Path(tools.vllm_python(cfg))
+    if not _executable(str(py)):
+        return []
+    known = None
+    out = []
+    for m in cfg.models:
+        try:
+            config = json.loads((resolve_model_path(m.path) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        archs = config.get("architectures") or [] if isinstance(config, dict) else []
+        if not archs:
+            continue
+        known = vllm_architectures(py) if known is None else known
+        if known and not set(archs) & set(known):
+            out.append(f"models[{m.name}]: the serving environment's vLLM has no implementation of {archs[0]}; "
+                       "its server will try vLLM's Transformers backend (slower, and LoRA adapters may not load "
+                       "there): serve one adapter of it by hand before the night, or pin a vLLM that has it")
+    return out
 
 
 def template_problems(cfg: ExperimentConfig) -> list[str]:
@@ -271,7 +309,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 notes = lengths.notes
             args_errors, args_warnings = args_check.result()
         errors += method_problems(cfg) + args_errors
-        warnings += args_warnings + served_base_warnings(cfg)
+        warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg)
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)
