@@ -6,7 +6,7 @@ import pytest
 from conftest import write_experiment
 from lorasweep import demo_data
 from lorasweep.config import ConfigError, load_config
-from lorasweep.splits import make_splits, prepare_data, stratified_order, train_subset
+from lorasweep.splits import load_examples, make_splits, prepare_data, stratified_order, train_subset
 
 
 def test_generator_is_deterministic_and_varied():
@@ -361,3 +361,24 @@ def test_a_class_label_column_of_a_saved_dataset_reads_as_its_names(sandbox):
     ds.cast_column("label", datasets.ClassLabel(names=["negative", "positive"])).save_to_disk(sandbox / "data" / "nl")
     with pytest.raises(ConfigError, match="column 'label', has null: fill it in"):
         load_examples(cfg, "data/nl")
+
+
+@pytest.mark.parametrize("name, text, expect", [
+    ("d.jsonl", '{"text": "a", "label": "a"},\n{"text": "b", "label": "b"},\n',
+     r"d.jsonl:1: not valid JSON: Extra data \(column 28\); a JSONL line is one object with no comma after it"),
+    ("d.json", '{"text": "a", "label": "a"}\n{"text": "b", "label": "b"}\n',
+     r"d.json:2: not valid JSON: Extra data \(column 1\); it looks like one object per line: name the file .jsonl"),
+    ("d.json", '[{"text": "a", "label": "a"},\n {"text": "b", "label": "b"},\n]\n',
+     r"d.json:3: not valid JSON: .* a comma before the closing \] is not allowed in JSON \(remove it\)"),
+    ("d.json", '[{"text": "a", "label": }]', r"d.json:1: not valid JSON: Expecting value \(column 25\)$"),
+    ("d.jsonl", "", r"d.jsonl: no examples in the file \(it is empty, or holds only a header or \[\]\)"),
+    ("d.json", "[]", r"d.json: no examples in the file"),
+    ("d.csv", "text,label\n", r"d.csv: no examples in the file"),
+])
+def test_common_json_mistakes_and_empty_files_say_what_to_change(sandbox, name, text, expect):
+    (sandbox / "data" / name).write_text(text, encoding="utf-8")
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml",
+                                       task={"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"},
+                                       data={"source": f"data/{name}", "test_size": 1}))
+    with pytest.raises(ConfigError, match=expect):
+        load_examples(cfg, cfg.data.source)

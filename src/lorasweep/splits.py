@@ -256,7 +256,8 @@ def _read_records(path: Path, sep: str | None = None, encoding: str | None = Non
             try:
                 rows.append(json.loads(line, object_pairs_hook=_unique_keys))
             except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}:{i}: not valid JSON: {e.msg}") from None
+                raise ConfigError(f"{path}:{i}: not valid JSON: {e.msg} (column {e.colno}){_json_hint(e, line)}") \
+                    from None
             except _DuplicateKey as e:
                 raise ConfigError(f"{path}:{i}: key {e.args[0]!r} is given twice in one object (JSON would keep "
                                   "the last); keep one") from None
@@ -265,7 +266,9 @@ def _read_records(path: Path, sep: str | None = None, encoding: str | None = Non
         try:
             data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+            hint = ("; it looks like one object per line: name the file .jsonl" if e.msg == "Extra data" else
+                    _json_hint(e, text.splitlines()[e.lineno - 1] if e.lineno <= len(text.splitlines()) else ""))
+            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno}){hint}") from None
         except _DuplicateKey as e:
             raise ConfigError(f"{path}:{_duplicate_key_line(text)}: key {e.args[0]!r} is given twice in the object "
                               "that starts on this line (JSON would keep the last); keep one") from None
@@ -353,6 +356,16 @@ def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> lis
     return out
 
 
+def _json_hint(e: json.JSONDecodeError, line: str) -> str:
+    """What usually causes a JSON error users meet: a comma after the last item or object."""
+    if e.msg == "Extra data" and line.rstrip().endswith(","):
+        return "; a JSONL line is one object with no comma after it"
+    before, at = e.doc[:e.pos].rstrip(), e.doc[e.pos:e.pos + 1]
+    if before.endswith(",") and at in ("]", "}"):
+        return f"; a comma before the closing {at} is not allowed in JSON (remove it)"
+    return ""
+
+
 def load_examples(cfg: ExperimentConfig, source: str, split: str = "train") -> list[dict[str, str]]:
     """Examples from `source`: a generator, a file (.json, .jsonl, .csv, .tsv,
     .parquet) or a datasets save_to_disk folder (`folder:split` for a split of
@@ -369,7 +382,11 @@ def load_examples(cfg: ExperimentConfig, source: str, split: str = "train") -> l
         return _normalise_rows(cfg, _read_saved_dataset(path, named, split), f"{path}:{named or split}")
     if not path.is_file():
         raise ConfigError(f"data.source: file not found: {path}")
-    return _normalise_rows(cfg, _read_records(path, cfg.data.sep, cfg.data.encoding), str(path))
+    rows = _read_records(path, cfg.data.sep, cfg.data.encoding)
+    if not rows:
+        raise ConfigError(f"{path}: no examples in the file (it is empty, or holds only a header or []); "
+                          "point data.source at the file with your data")
+    return _normalise_rows(cfg, rows, str(path))
 
 
 def _locate(source: str) -> tuple[Path, str | None]:
