@@ -102,7 +102,7 @@ def test_trainer_killed_mid_training_then_resumed_gives_the_same_adapter(tmp_pat
     p = _start("eval.sh", exp, kill_root)
     partial = run / "answers.free.partial.jsonl"
     _wait_for(lambda: partial.is_file() and len(partial.read_text().splitlines()) >= 8, 900, "first answers")
-    servers = _pids("vllm.entrypoints.openai.api_server")
+    servers = _pids(f"vllm.entrypoints.openai.api_server.*{kill_root}")   # this test's server, no other
     assert servers
     for pid in servers:
         os.killpg(os.getpgid(pid), signal.SIGKILL)
