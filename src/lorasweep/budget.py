@@ -52,11 +52,20 @@ def budget(cfg: ExperimentConfig, run: RunSpec, args: dict | None = None) -> Bud
     return Budget(epochs, math.ceil(epochs * spe), spe)
 
 
+def kept_epochs(cfg: ExperimentConfig, run: RunSpec) -> list[int]:
+    """The train.save_epochs a run reaches before its last epoch (its final adapter is the last)."""
+    b = budget(cfg, run)
+    return [e for e in cfg.train.save_epochs if e * b.steps_per_epoch < b.steps]
+
+
 def run_keys(cfg: ExperimentConfig, run: RunSpec) -> dict:
     """The run's LLaMA-Factory keys (defaults < train.args < models[].train_args < the variant)
     with the budget applied: num_train_epochs, or max_steps for a budget of steps."""
     args = dict(cfg.train_args(run.model, run.variant))
     b = budget(cfg, run, args)
+    if cfg.train.save_epochs:
+        # an adapter after every epoch, weights only (no optimizer state); train keeps the ones asked for
+        args.update(save_strategy="epoch", save_only_model=True)
     if cfg.train.budget.kind == "steps":
         args["max_steps"] = b.steps
     elif cfg.train.budget.kind == "min_steps" and b.steps and b.epochs != float(args.get("num_train_epochs", 1.0)):

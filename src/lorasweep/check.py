@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import tools
 from .atomic import atomic_write_json, read_json
+from .budget import kept_epochs
 from .config import ConfigError, ExperimentConfig, ModelSpec
 from .lengths import length_findings
 from .models import EMBEDDED_PREFIX, resolve_model_path
@@ -156,7 +157,8 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
             rank = cfg.train_args(r.model, r.variant).get("lora_rank", 8) if r.model == m.name else None
             # a rank that is not an int (`lora_rank=abc`) is reported by LLaMA-Factory's argument check (trainargs)
             if _is_int(rank):
-                need += rank * (4 * 2 * h + 3 * (h + i)) * n * 4 + 50_000_000   # + tokenizer, logs, predictions
+                adapters = 1 + len(kept_epochs(cfg, r))   # the final adapter and those kept after train.save_epochs
+                need += adapters * (rank * (4 * 2 * h + 3 * (h + i)) * n * 4 + 50_000_000)   # + tokenizer, logs
     root = experiment_dir(cfg.name)
     probe = next((p for p in [root, *root.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(probe).free

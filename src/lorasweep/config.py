@@ -272,6 +272,10 @@ class TrainSpec(_Strict):
                                description="how long each run trains: epochs (train.args.num_train_epochs for "
                                            "every size), {min_steps: N} (epochs raised so every run takes at least "
                                            "N optimizer steps) or {steps: N} (N steps for every size)")
+    save_epochs: list[int] = Field(default_factory=list,
+                                   description="also keep each run's adapter after these epochs (whole epochs "
+                                               "before its last); eval scores each beside the final adapter: "
+                                               "the epoch curve, e.g. [1, 2, 5] of a 10-epoch run")
     fast_loss: bool = Field(default=True, description="compute the output layer only at the positions whose next "
                             "token is labelled (the same loss, ~3x faster on a CPU; envscripts/fast_loss.py); "
                             "false runs llamafactory-cli unchanged")
@@ -280,6 +284,13 @@ class TrainSpec(_Strict):
     @classmethod
     def _no_managed_train_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _no_managed_keys(v, "train.args")
+
+    @field_validator("save_epochs")
+    @classmethod
+    def _epochs(cls, v: list[int]) -> list[int]:
+        if any(e < 1 for e in v) or len(set(v)) != len(v):
+            raise ValueError(f"save_epochs: whole epochs from 1 on, each once; got {v}")
+        return sorted(v)
 
     def resolved_args(self) -> dict[str, Any]:
         return {**DEFAULT_TRAIN_ARGS, **self.args}

@@ -4,7 +4,7 @@ baselines. Ids and folders follow from the coordinates alone (runspec.py).
 """
 from __future__ import annotations
 
-from .budget import budget
+from .budget import budget, kept_epochs
 from .config import ExperimentConfig
 from .runspec import BASELINE_MODELS, RunSpec
 
@@ -16,6 +16,11 @@ def train_runs(cfg: ExperimentConfig) -> list[RunSpec]:
             for variant in cfg.variant_names() for seed in cfg.seeds]
 
 
+def checkpoint_runs(cfg: ExperimentConfig) -> list[RunSpec]:
+    """The adapters kept after train.save_epochs of each training run: points of its epoch curve."""
+    return [r.checkpoint(e) for r in train_runs(cfg) for e in kept_epochs(cfg, r)]
+
+
 def base_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     if not cfg.eval.include_base:
         return []
@@ -23,8 +28,9 @@ def base_runs(cfg: ExperimentConfig) -> list[RunSpec]:
 
 
 def eval_runs(cfg: ExperimentConfig) -> list[RunSpec]:
-    """Everything a server scores: the zero-shot base runs (if enabled) and all training runs."""
-    return base_runs(cfg) + train_runs(cfg)
+    """Everything a server scores: the zero-shot base runs (if enabled), all training runs and their kept
+    checkpoints."""
+    return base_runs(cfg) + train_runs(cfg) + checkpoint_runs(cfg)
 
 
 def baseline_runs(cfg: ExperimentConfig) -> list[RunSpec]:
@@ -55,6 +61,9 @@ def plan_text(cfg: ExperimentConfig) -> str:
     lines.append(f"  {todo} to train, {len(runs) - todo} already trained; executor: {cfg.executor.kind}, {where}")
     if cfg.eval.include_base:
         lines.append(f"  + {len(base_runs(cfg))} zero-shot base run(s) scored by eval")
+    if cfg.train.save_epochs:
+        lines.append(f"  + {len(checkpoint_runs(cfg))} checkpoint(s) kept after epochs {cfg.train.save_epochs} and "
+                     "scored by eval (the epoch curve)")
     if cfg.eval.baselines:
         lines.append(f"  + {len(baseline_runs(cfg))} baseline run(s) ({', '.join(cfg.eval.baselines)}) fitted by eval")
     lines.append(f"  decoding: {', '.join(cfg.eval.decodings)}")

@@ -5,7 +5,7 @@ analysis.py) and returns a matplotlib Figure.
 """
 from __future__ import annotations
 
-from .results import base_in_every_variant, series_keys
+from .results import base_in_every_variant, series_keys, series_name
 from .runspec import is_baseline_model
 
 METRIC_NAMES = {"score": "score (macro-F1; ner: entity micro-F1)", "f1_macro": "macro-F1", "accuracy": "accuracy",
@@ -151,6 +151,42 @@ def plot_cost(df):
         a.set_ylabel("score")
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def epoch_points(df):
+    """The rows of an epoch curve: every trained run's final adapter and its kept
+    checkpoints (train.save_epochs), each with its epoch, under the series name
+    of its final adapter. Empty when no checkpoint was kept."""
+    if "checkpoint" not in df or not (df["checkpoint"] != "").any():
+        return df.iloc[0:0]
+    runs = df[(df["size"] > 0) & ~df["model"].map(is_baseline_model).astype(bool)].copy()
+    runs["curve"] = [series_name({**r, "checkpoint": ""}) for _, r in runs.iterrows()]
+    return runs[runs["epochs"].notna()]
+
+
+def plot_epoch_curves(df, metric="score"):
+    """Score against epochs, one panel per series, one line per train size
+    (mean over seeds): where a longer training stops paying, at each size.
+    The kept checkpoints are test-set scores of one run, not a selection."""
+    import matplotlib.pyplot as plt
+
+    pts = epoch_points(df)
+    curves = sorted(pts["curve"].unique()) if len(pts) else []
+    fig, axes = plt.subplots(1, max(len(curves), 1), figsize=(5 * max(len(curves), 1), 3.8), squeeze=False)
+    sizes = sorted(pts["size"].unique()) if len(pts) else []
+    colours = {s: plt.cm.viridis(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
+    for ax, curve in zip(axes[0], curves, strict=False):
+        for size, g in pts[pts["curve"] == curve].groupby("size"):
+            mean = g.groupby("epochs")[metric].mean()
+            ax.plot(mean.index, mean.values, "-o", color=colours[size], label=f"n={int(size)}")
+        ax.set_title(curve, fontsize=10)
+        ax.set_xlabel("epochs trained")
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

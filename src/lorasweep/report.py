@@ -18,7 +18,7 @@ from .atomic import atomic_write_text
 from .config import ExperimentConfig
 from .curves import FAMILIES, MAX_EXTRAPOLATION
 from .paths import report_file
-from .plots import plot_cost, plot_curves_with_fits, plot_loss_curves, use_cjk_font
+from .plots import epoch_points, plot_cost, plot_curves_with_fits, plot_epoch_curves, plot_loss_curves, use_cjk_font
 from .results import collect_results, training_curves
 from .runspec import is_baseline_model
 
@@ -234,6 +234,14 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
             sections.append(f"<h3>train size {int(size)}</h3>" + _table(
                 cell, highlight=_sig))
 
+    if len(epoch_points(df)):
+        sections.append("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
+                        "train.save_epochs, and its final one, scored on the test set: where longer training stops "
+                        "paying, per train size (the paired comparisons above include the kept checkpoints as "
+                        "series of their own, e.g. <i>model / free / e5</i>). These are test-set scores of "
+                        "checkpoints of one run, shown as a curve; none was chosen by them.</p>")
+        sections.append(f'<img class="figure" alt="score against epochs" src="data:image/png;base64,'
+                        f'{_png(plot_epoch_curves(df))}">')
     curves = training_curves(cfg, df)
     if len(curves):
         sections.append("<h2>Training loss</h2><p>Per run, from LLaMA-Factory's trainer_log.jsonl (one point per "

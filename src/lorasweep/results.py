@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text, read_json
 from .baselines import DECODING as BASELINE_DECODING
+from .budget import budget
 from .config import ExperimentConfig
 from .overrides import recorded_overrides_hint
 from .paths import experiment_dir, results_file
@@ -20,11 +21,11 @@ from .runspec import RunSpec, is_baseline_model, scored_on_disk
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["run_id", "model", "prompt", "variant", "trained_base", "served_base", "decoding", "size", "seed",
-           "in_plan", "task", "n", "score", "accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted",
-           "precision_weighted", "recall_weighted", "f1_micro", "precision_micro", "recall_micro", "exact_match",
-           "invalid", "invalid_rate", "epochs", "steps", "train_wall_s", "train_samples_per_s", "train_loss",
-           "train_tokens_seen", "train_peak_rss_gb", "score_s"]
+COLUMNS = ["run_id", "model", "prompt", "variant", "checkpoint", "trained_base", "served_base", "decoding", "size",
+           "seed", "in_plan", "task", "n", "score", "accuracy", "f1_macro", "precision_macro", "recall_macro",
+           "f1_weighted", "precision_weighted", "recall_weighted", "f1_micro", "precision_micro", "recall_micro",
+           "exact_match", "invalid", "invalid_rate", "epochs", "steps", "train_wall_s", "train_samples_per_s",
+           "train_loss", "train_tokens_seen", "train_peak_rss_gb", "score_s"]
 # The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
 HEADLINE = {"ner": "f1_micro"}
 
@@ -49,13 +50,18 @@ def collect_results(cfg: ExperimentConfig):
         m = read_json(r.metrics_file(d))
         metrics = m["metrics"]
         row = {"run_id": r.run_id, "model": r.model, "prompt": r.prompt or "", "variant": r.variant or "",
+               "checkpoint": "",
                "decoding": d, "size": r.size,
                "seed": r.seed, "in_plan": (r, d) in planned, "task": cfg.task.type, "score_s": m.get("score_s"),
                "score": metrics.get(HEADLINE.get(cfg.task.type, "f1_macro")),
                # the base weights the adapter was trained against and scored on (serve.py; "full" before QLoRA)
                "trained_base": m.get("trained_base", "full"), "served_base": m.get("served_base", "full")}
         row.update({k: metrics[k] for k in COLUMNS if k in metrics})
-        if r.is_trained():
+        if r.epoch:
+            # a checkpoint: its own epoch and steps; the cost is its training run's (not counted twice)
+            spe = budget(cfg, r.training_run).steps_per_epoch if r.model in {m.name for m in cfg.models} else 0
+            row.update(checkpoint=f"e{r.epoch}", epochs=r.epoch, steps=r.epoch * spe or None)
+        elif r.is_trained():
             t = read_json(r.trained_marker)
             row.update({k: t.get(k) for k in ("epochs", "steps", "train_wall_s", "train_samples_per_s", "train_loss",
                                               "train_tokens_seen", "train_peak_rss_gb")})
@@ -120,9 +126,9 @@ def baseline_rows(df):
 
 
 def series_name(row) -> str:
-    """One curve's label: the model, and its prompt, variant and decoding mode when it has them."""
+    """One curve's label: the model, and its prompt, variant, decoding mode and kept epoch when it has them."""
     parts = [row["model"], row.get("prompt") or "", row.get("variant") or "",
-             row["decoding"] if row["decoding"] != BASELINE_DECODING else ""]
+             row["decoding"] if row["decoding"] != BASELINE_DECODING else "", row.get("checkpoint") or ""]
     return " / ".join(p for p in parts if p)
 
 
@@ -144,7 +150,7 @@ def base_in_every_variant(df):
 def series_keys(df) -> list[str]:
     """Columns that tell curves apart: the model, and the prompt/variant/decoding when they vary."""
     keys = ["model"]
-    for k in ("prompt", "variant", "decoding"):
+    for k in ("prompt", "variant", "decoding", "checkpoint"):
         if k in df and df[k].nunique() > 1:
             keys.append(k)
     return keys

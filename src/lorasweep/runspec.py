@@ -8,7 +8,10 @@ follow from those coordinates alone:
     experiments/<exp>/runs/<model>/[<prompt>/]n0/base/               (the base model, zero-shot)
 
 With a single unnamed prompt the <prompt> level is left out, and without
-`variants` (named sets of training settings) the variant level. Every file a
+`variants` (named sets of training settings) the variant level. An adapter
+kept after epoch k of a training run (train.save_epochs) is a run of its own
+in the training run's folder, `.../seed<seed>/epoch<k>/`, with its own
+adapter/, predictions and metrics; it is trained when its training run is. Every file a
 stage reads or writes in that folder is named here and nowhere else:
 
     train.yaml                the resolved LLaMA-Factory config       (train writes)
@@ -27,7 +30,7 @@ registered in dataset_info.json as <exp>__[<prompt>__]n<size>_seed<seed>.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .paths import data_dir, runs_dir
@@ -41,6 +44,7 @@ def is_baseline_model(name: str) -> bool:
 
 ADAPTER_DIR = "adapter"
 VARIANT_PREFIX = "variant-"               # the variant's folder level: variant-<name>
+EPOCH_PREFIX = "epoch"                    # a kept checkpoint's folder in its training run's: epoch<k>
 CHAT_TEMPLATE = "chat_template.jinja"     # LLaMA-Factory saves it into the adapter folder
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TRAINER_RESULTS = "train_results.json"    # LLaMA-Factory's own summary in the adapter folder
@@ -61,6 +65,7 @@ class RunSpec:
     seed: int | None           # None for zero-shot runs
     prompt: str | None = None  # None: the task's single unnamed prompt
     variant: str | None = None  # None: no variants (a zero-shot run has none: it trains nothing)
+    epoch: int | None = None    # the adapter kept after this epoch of the training run (None: its final adapter)
 
     # --- identity ------------------------------------------------------------
 
@@ -80,7 +85,16 @@ class RunSpec:
     def run_id(self) -> str:
         prompt = f"__{self.prompt}" if self.prompt else ""
         variant = f"__{self.variant}" if self.variant else ""
-        return f"{self.model}{prompt}{variant}__n{self.size}__{self._tail}"
+        epoch = f"__e{self.epoch}" if self.epoch else ""
+        return f"{self.model}{prompt}{variant}__n{self.size}__{self._tail}{epoch}"
+
+    @property
+    def training_run(self) -> "RunSpec":
+        """The run that trained this one's adapter: itself, or for a checkpoint its whole run."""
+        return replace(self, epoch=None) if self.epoch else self
+
+    def checkpoint(self, epoch: int) -> "RunSpec":
+        return replace(self, epoch=epoch)
 
     @property
     def served_name(self) -> str:
@@ -113,7 +127,8 @@ class RunSpec:
             base = base / self.prompt
         if self.variant:
             base = base / f"{VARIANT_PREFIX}{self.variant}"
-        return base / f"n{self.size}" / self._tail
+        base = base / f"n{self.size}" / self._tail
+        return base / f"{EPOCH_PREFIX}{self.epoch}" if self.epoch else base
 
     @property
     def train_yaml(self) -> Path:
@@ -172,6 +187,8 @@ class RunSpec:
     # --- its state ---------------------------------------------------------------
 
     def is_trained(self) -> bool:
+        if self.epoch:   # kept by its training run, which must have finished
+            return self.training_run.is_trained() and self.adapter_weights.is_file()
         return self.trained_marker.is_file()
 
     def has_failed(self) -> bool:
@@ -194,7 +211,10 @@ class RunSpec:
         seed = row["seed"]
         size = int(row["size"])
         seed = None if size == 0 or seed is None or seed != seed else int(seed)   # seed != seed: NaN
-        return cls(experiment, row["model"], size, seed, row.get("prompt") or None, row.get("variant") or None)
+        checkpoint = str(row.get("checkpoint") or "")
+        epoch = int(checkpoint[1:]) if checkpoint.startswith("e") and checkpoint[1:].isdigit() else None
+        return cls(experiment, row["model"], size, seed, row.get("prompt") or None, row.get("variant") or None,
+                   epoch)
 
 
 def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
@@ -203,8 +223,11 @@ def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
     root = runs_dir(experiment)
     found = []
     for metrics in sorted(root.glob(f"**/{METRICS_PREFIX}*.json")):
-        # model/[prompt/][variant-<v>/]n<size>/<seed<k>|base>/metrics.<mode>.json
-        parts = metrics.relative_to(root).parts
+        # model/[prompt/][variant-<v>/]n<size>/<seed<k>|base>/[epoch<e>/]metrics.<mode>.json
+        parts = list(metrics.relative_to(root).parts)
+        epoch = None
+        if len(parts) > 4 and parts[-2].startswith(EPOCH_PREFIX) and parts[-2][len(EPOCH_PREFIX):].isdigit():
+            epoch = int(parts.pop(-2)[len(EPOCH_PREFIX):])
         if len(parts) not in (4, 5, 6) or not parts[-3].startswith("n") or not parts[-3][1:].isdigit():
             continue
         middle = list(parts[1:-3])
@@ -216,7 +239,7 @@ def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
         if seed == -1 or (seed is None) != (size == 0):
             continue
         decoding = metrics.name[len(METRICS_PREFIX):-len(".json")]
-        run = RunSpec(experiment, parts[0], size, seed, middle[0] if middle else None, variant)
+        run = RunSpec(experiment, parts[0], size, seed, middle[0] if middle else None, variant, epoch)
         if run.metrics_file(decoding) == metrics:      # the folder is one this protocol names
             found.append((run, decoding))
     return found

@@ -57,6 +57,7 @@ class RunResult:
     metrics: dict = field(default_factory=dict)
     score_s: float = 0.0
     variant: str | None = None
+    checkpoint: int | None = None   # the epoch a kept checkpoint was saved after (None: the final adapter)
     trained_base: str = "full"   # the base weights the adapter was trained against (serve.trained_base)
     served_base: str = "full"    # the base weights it was scored on (serve.served_base)
 
@@ -335,7 +336,7 @@ def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[
         metrics = classification_metrics(preds, references, cfg.task.labels)
     return RunResult(run_id=run.run_id, experiment=cfg.name, model=run.model, size=run.size, seed=run.seed,
                      decoding=decoding, labels=list(cfg.task.labels), prompt=run.prompt, task=cfg.task.type,
-                     variant=run.variant, trained_base=trained_base(cfg, run),
+                     variant=run.variant, checkpoint=run.epoch, trained_base=trained_base(cfg, run),
                      served_base=served_base(cfg, run, tools.has_nvidia_gpu()),
                      references=references, raw=answers, predictions=preds, metrics=metrics)
 

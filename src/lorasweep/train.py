@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import tools
 from .atomic import atomic_write_json, atomic_write_text, read_json
-from .budget import budget, run_keys
+from .budget import budget, kept_epochs, run_keys
 from .check import preflight
 from .config import ConfigError, ExperimentConfig
 from .envscripts import script
@@ -27,7 +27,7 @@ from .overrides import record_overrides, show_recorded_overrides
 from .paths import lock_file
 from .plan import train_runs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
-from .runspec import RunSpec
+from .runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec
 from .splits import prepare_data
 from .trainargs import resolved_train_yaml, with_precision
 
@@ -146,6 +146,32 @@ def _wait_showing_progress(child: Child, run: RunSpec, timeout_s: float | None) 
         progress.close()
 
 
+def keep_checkpoints(cfg: ExperimentConfig, run: RunSpec) -> dict[str, str]:
+    """Move the adapters LLaMA-Factory saved after the epochs in train.save_epochs
+    (adapter/checkpoint-<step>, step = epoch x steps per epoch) to their own run
+    folders (epoch<k>/adapter) and delete the other checkpoints."""
+    spe = budget(cfg, run).steps_per_epoch
+    wanted = set(kept_epochs(cfg, run))
+    kept: dict[str, str] = {}
+    for ck in sorted(run.adapter_dir.glob("checkpoint-*")):
+        step = ck.name.split("-", 1)[1]
+        epoch = int(step) // spe if step.isdigit() and spe and int(step) % spe == 0 else None
+        if epoch in wanted:
+            dest = run.checkpoint(epoch).adapter_dir
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            ck.rename(dest)
+            if not (dest / CHAT_TEMPLATE).is_file() and run.chat_template.is_file():
+                shutil.copy2(run.chat_template, dest / CHAT_TEMPLATE)   # the template it trained with
+            kept[str(epoch)] = str(dest)
+        else:
+            shutil.rmtree(ck, ignore_errors=True)
+    missing = sorted(wanted - {int(e) for e in kept})
+    if missing:
+        log.warning("train %s: no checkpoint after epoch(s) %s in %s", run.run_id, missing, run.adapter_dir)
+    return kept
+
+
 def _steps_done(run: RunSpec) -> int | None:
     """The optimizer steps of a finished run, from the last record of its trainer_log.jsonl."""
     try:
@@ -180,6 +206,8 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
                     run.run_id, attempts)
     run.failed_marker.unlink(missing_ok=True)
     shutil.rmtree(run.adapter_dir, ignore_errors=True)   # a partial adapter from a killed run
+    for old in run.folder().glob(f"{EPOCH_PREFIX}*"):    # checkpoints (and their scores) of an earlier training
+        shutil.rmtree(old, ignore_errors=True)
     args = with_precision(resolved_train_yaml(cfg, run), gpus)
     atomic_write_text(run.train_yaml, yaml.safe_dump(args, allow_unicode=True, sort_keys=False))
     run.train_log.unlink(missing_ok=True)
@@ -194,6 +222,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     if not run.adapter_weights.is_file():
         raise RuntimeError(f"training ended without an adapter in {run.adapter_dir}; see {run.train_log}\n"
                            f"{log_tail(run.train_log)}")
+    kept = keep_checkpoints(cfg, run)
     lf = read_json(run.trainer_results) if run.trainer_results.is_file() else {}
     planned = budget(cfg, run)
     result = {
@@ -207,6 +236,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "epochs": planned.epochs,
         "steps": _steps_done(run) or planned.steps,     # as the trainer counted them, else as planned
         "budget": cfg.train.budget.kind,
+        "checkpoints": kept,                            # epoch -> the adapter kept after it (train.save_epochs)
         "lora_rank": args.get("lora_rank"),
         "fast_loss": fast_loss_state(run),
         "adapter": str(run.adapter_dir),

@@ -2,7 +2,9 @@
 through bitsandbytes, trained on this CPU) on the same training set, served
 by the real vLLM server (the CPU backend has no bitsandbytes: the QLoRA
 adapter is scored on the full-precision base, and the results say so),
-scored, and compared pairwise in the report."""
+scored, and compared pairwise in the report. Each run trains two epochs and
+keeps its adapter after the first (train.save_epochs): the kept checkpoints are
+served beside the final adapters and scored, the epoch curve's points."""
 import json
 import os
 import pickle
@@ -35,7 +37,7 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
         data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20},
         models=[{"name": "gemma", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[16], seeds=[1], variants={"lora": {}, "qlora": {"quantization_bit": 4}},
-        train={"args": {"num_train_epochs": 1, "learning_rate": 1.0e-3, "cutoff_len": 128}},
+        train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128}, "save_epochs": [1]},
         eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": []})
     train, evaluate = _run(tmp_path, exp, "train", "eval")
     runs = tmp_path / "experiments" / "var" / "runs" / "gemma"
@@ -45,7 +47,14 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     assert "scored on the full-precision base" in evaluate.stderr
     with open(tmp_path / "experiments" / "var" / "results.pkl", "rb") as f:
         df = pickle.load(f)
-    trained = df[df["size"] == 16].set_index("variant")
+    # the adapters kept after epoch 1, served and scored beside the final ones
+    kept = df[df["checkpoint"] == "e1"].set_index("variant")
+    assert sorted(kept.index) == ["lora", "qlora"] and (kept["n"] == 20).all() and (kept["epochs"] == 1).all()
+    assert kept.loc["qlora", "trained_base"] == "bnb-4bit"
+    for v in ("lora", "qlora"):
+        assert (runs / f"variant-{v}" / "n16" / "seed1" / "epoch1" / "adapter" / "adapter_model.safetensors").is_file()
+        assert not list((runs / f"variant-{v}" / "n16" / "seed1" / "adapter").glob("checkpoint-*"))
+    trained = df[(df["size"] == 16) & (df["checkpoint"] == "")].set_index("variant")
     assert sorted(trained.index) == ["lora", "qlora"]
     assert trained.loc["qlora", "trained_base"] == "bnb-4bit" and trained.loc["qlora", "served_base"] == "full"
     assert trained.loc["lora", "trained_base"] == trained.loc["lora", "served_base"] == "full"
@@ -64,3 +73,4 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     assert "Which model, which variant, how many labels" in page
     assert "<h3>train size 16</h3>" in page and "gemma / lora / free" in page and "gemma / qlora / free" in page
     assert "scored on the full-precision base" in page
+    assert "Score against epochs" in page and "gemma / lora / free / e1" in page
