@@ -47,3 +47,22 @@ def stand_in_trainer(tmp_path: Path, source: str) -> tuple[Path, Path]:
     model.mkdir()
     (model / "config.json").write_text("{}")
     return cli, model
+
+
+def run_stages(root: Path, exp: Path, *stages: str, timeout: int = 1500) -> list:
+    """Run shell/<stage>.sh on `exp` with LORASWEEP_ROOT=root, one stage after the
+    other, each required to succeed; their completed processes, in order."""
+    import os
+    import subprocess
+    import time
+
+    env = {**os.environ, "LORASWEEP_ROOT": str(root)}
+    done = []
+    for stage in stages:
+        t0 = time.time()
+        p = subprocess.run(["bash", str(ROOT / "shell" / f"{stage}.sh"), str(exp)], env=env,
+                           capture_output=True, text=True, timeout=timeout)
+        print(f"--- {stage} ({time.time() - t0:.0f} s, exit {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
+        assert p.returncode == 0, p.stderr[-3000:]
+        done.append(p)
+    return done

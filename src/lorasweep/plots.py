@@ -12,6 +12,15 @@ METRIC_NAMES = {"score": "score (macro-F1; ner: entity micro-F1)", "f1_macro": "
                 "f1_micro": "entity micro-F1", "exact_match": "exact match"}
 
 
+def _score_axis(ax, xlabel: str, metric: str, legend_size: int) -> None:
+    """A panel whose y axis is a score from 0 to 1."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def plot_learning_curves(df, metrics=("score", "accuracy"), ax=None):
     """One line per model (and prompt/decoding when they vary): mean over seeds
     against train size, shaded min-max spread over seeds. Zero-shot base models
@@ -33,11 +42,7 @@ def plot_learning_curves(df, metrics=("score", "accuracy"), ax=None):
             style = "--" if is_baseline_model(sub["model"].iloc[0]) else "-"
             line = a.plot(mean.index, mean.values, style, marker="o", label=" / ".join(str(x) for x in name if x))[0]
             a.fill_between(mean.index, lo.values, hi.values, alpha=0.2, color=line.get_color())
-        a.set_xlabel("training examples (0 = zero-shot base model)")
-        a.set_ylabel(METRIC_NAMES.get(metric, metric))
-        a.set_ylim(-0.02, 1.02)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+        _score_axis(a, "training examples (0 = zero-shot base model)", metric, legend_size=8)
     fig.tight_layout()
     return fig
 
@@ -182,11 +187,7 @@ def plot_epoch_curves(df, metric="score"):
             mean = g.groupby("epochs")[metric].mean()
             ax.plot(mean.index, mean.values, "-o", color=colours[size], label=f"n={int(size)}")
         ax.set_title(curve, fontsize=10)
-        ax.set_xlabel("epochs trained")
-        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _score_axis(ax, "epochs trained", metric, legend_size=7)
     fig.tight_layout()
     return fig
 

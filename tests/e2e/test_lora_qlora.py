@@ -10,24 +10,12 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import ROOT, write_experiment
+from conftest import ROOT, run_stages, write_experiment
 
 pytestmark = pytest.mark.e2e
-
-
-def _run(root, exp, *stages):
-    env = {**os.environ, "LORASWEEP_ROOT": str(root)}
-    for stage in stages:
-        t0 = time.time()
-        p = subprocess.run(["bash", str(ROOT / "shell" / f"{stage}.sh"), str(exp)], env=env,
-                           capture_output=True, text=True, timeout=1500)
-        print(f"--- {stage} ({time.time() - t0:.0f} s, exit {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-        assert p.returncode == 0, p.stderr[-3000:]
-        yield p
 
 
 def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
@@ -39,7 +27,7 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
         train_sizes=[16], seeds=[1], variants={"lora": {}, "qlora": {"quantization_bit": 4}},
         train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128}, "save_epochs": [1]},
         eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": []})
-    train, evaluate = _run(tmp_path, exp, "train", "eval")
+    train, evaluate = run_stages(tmp_path, exp, "train", "eval")
     runs = tmp_path / "experiments" / "var" / "runs" / "gemma"
     q_log = (runs / "variant-qlora" / "n16" / "seed1" / "train.log").read_text()
     assert "Quantizing model to 4 bit with bitsandbytes" in q_log

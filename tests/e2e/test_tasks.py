@@ -2,29 +2,16 @@
 classification with two prompts scored in both decoding modes, and NER as
 generation. Real llamafactory-cli, vLLM server, LangChain client."""
 import json
-import os
 import pickle
-import subprocess
-import time
 
 import pytest
 
-from conftest import ROOT, write_experiment
+from conftest import run_stages, write_experiment
 from lorasweep import demo_data
 
 pytestmark = pytest.mark.e2e
 TEST_SIZE = 20
 TRAIN_ARGS = {"num_train_epochs": 1, "learning_rate": 1.0e-3, "cutoff_len": 128}
-
-
-def _run(root, exp, *stages):
-    env = {**os.environ, "LORASWEEP_ROOT": str(root)}
-    for stage in stages:
-        t0 = time.time()
-        p = subprocess.run(["bash", str(ROOT / "shell" / f"{stage}.sh"), str(exp)], env=env,
-                           capture_output=True, text=True, timeout=1500)
-        print(f"--- {stage} ({time.time() - t0:.0f} s, exit {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
-        assert p.returncode == 0, p.stderr[-3000:]
 
 
 def test_text_classification_two_prompts_free_and_constrained(tmp_path):
@@ -38,7 +25,7 @@ def test_text_classification_two_prompts_free_and_constrained(tmp_path):
         models=[{"name": "gemma-3-270m", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[16], seeds=[1], train={"args": TRAIN_ARGS},
         eval={"decoding": ["free", "constrained"], "concurrency": 8, "max_model_len": 512})
-    _run(tmp_path, exp, "train", "eval")
+    run_stages(tmp_path, exp, "train", "eval")
     with open(tmp_path / "experiments" / "pat" / "results.pkl", "rb") as f:
         df = pickle.load(f)
     llm = df[df.model == "gemma-3-270m"]
@@ -61,7 +48,7 @@ def test_ner_as_generation(tmp_path):
         models=[{"name": "gemma-3-270m", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[32], seeds=[1], train={"args": TRAIN_ARGS},
         eval={"concurrency": 8, "max_model_len": 512, "max_tokens": 32})
-    _run(tmp_path, exp, "train", "eval")
+    run_stages(tmp_path, exp, "train", "eval")
     with open(tmp_path / "experiments" / "ner" / "results.pkl", "rb") as f:
         df = pickle.load(f)
     assert sorted(df["size"]) == [0, 32] and (df.task == "ner").all()
