@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Sequence
@@ -100,6 +101,15 @@ def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start, share=1):
 
 # --- Ray -----------------------------------------------------------------------
 
+_ray_node: str | None = None   # set inside a Ray worker: the node the job runs on
+
+
+def current_node() -> str:
+    """Where this job runs, for its records: `ray:<node id>` inside a Ray
+    worker (two nodes of one host share a host name), else the host name."""
+    return f"ray:{_ray_node}" if _ray_node else socket.gethostname()
+
+
 def _worker_env() -> dict[str, str]:
     """What a Ray worker needs to find this checkout, its data and the managed environments."""
     env = {ROOT_ENV: str(repo_root()), tools.HOME_ENV: str(tools.cache_home())}
@@ -125,8 +135,11 @@ def _ray_call(fn: Job, cfg: ExperimentConfig, item: Any) -> Any:
         install_cleanup()   # a SIGTERM to the worker stops the job's children too
     except ValueError:      # not the main thread: they still die with the worker (PR_SET_PDEATHSIG)
         pass
+    global _ray_node
+    _ray_node = ray.get_runtime_context().get_node_id()
     gpus = [str(g) for g in ray.get_gpu_ids()]
-    log.info("ray: %s started%s", getattr(item, "run_id", item), f" on GPU {','.join(gpus)}" if gpus else "")
+    log.info("ray: %s started on node %s%s", getattr(item, "run_id", item), _ray_node[:12],
+             f", GPU {','.join(gpus)}" if gpus else "")
     return fn(cfg, item, gpus or None)
 
 

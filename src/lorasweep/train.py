@@ -22,7 +22,7 @@ from .budget import budget, kept_epochs, run_keys
 from .check import preflight
 from .config import ConfigError, ExperimentConfig
 from .envscripts import script
-from .executor import run_jobs, where_jobs_run
+from .executor import current_node, run_jobs, where_jobs_run
 from .overrides import record_overrides, show_recorded_overrides
 from .paths import lock_file
 from .plan import train_runs
@@ -241,6 +241,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "fast_loss": fast_loss_state(run),
         "adapter": str(run.adapter_dir),
         "gpus": gpus or [],
+        "node": current_node(),                         # the host, or the Ray node (executor: ray)
         "attempts": attempts,
         "fingerprint": fingerprint(cfg, run),
         "model_path": cfg.model(run.model).path,     # as declared (embedded:..., a folder, a Hub id)
