@@ -185,7 +185,7 @@ def test_too_little_disk(sandbox, fake_tools, monkeypatch):
 
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(60)), "test_size": 20})
     monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("U", "total used free")(10, 10, 1000))
-    assert "disk: the planned adapters need about" in _all(cfg)
+    assert "disk: the planned adapters and models need about" in _all(cfg)
 
 
 @pytest.mark.parametrize("text,expect", [
@@ -418,12 +418,42 @@ def test_a_checkpoint_with_its_own_model_code_needs_trust_remote_code(sandbox, f
     assert "--trust-remote-code" not in VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log").argv
 
 
-def test_full_and_freeze_fine_tuning_are_refused_before_the_night(sandbox, fake_tools):
-    cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10],
-               variants={"lora": {}, "full": {"finetuning_type": "full"}})
+def test_full_and_freeze_fine_tuning_pass_and_other_methods_are_refused(sandbox, fake_tools):
+    data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
+    cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[10],
+               variants={"lora": {}, "full": {"finetuning_type": "full"}, "freeze": {"finetuning_type": "freeze"},
+                         "oft": {"finetuning_type": "oft"}})
     errors = _errors(cfg)
-    assert "variants.full.finetuning_type: 'full' writes what eval cannot serve yet" in errors
-    assert "variants.lora" not in errors
+    assert "variants.oft.finetuning_type: 'oft' writes what eval cannot serve" in errors
+    assert "variants.full" not in errors and "variants.freeze" not in errors and "variants.lora" not in errors
+    # kept epochs of a whole model would be a copy of it per epoch: not applied to it, said
+    kept = _cfg(sandbox, fake_tools, data=data, train_sizes=[10], variants={"lora": {}, "full": {"finetuning_type": "full"}},
+                train={**fake_tools["train"], "save_epochs": [1], "args": {"num_train_epochs": 2}})
+    from lorasweep.plan import checkpoint_runs, train_runs
+    from lorasweep.trainargs import method_warnings, resolved_train_yaml
+    assert "not applied to the full/freeze-tuned runs of m1/full" in method_warnings(kept)[0]
+    assert [r.variant for r in checkpoint_runs(kept)] == ["lora"]
+    assert {r.variant: resolved_train_yaml(kept, r)["save_strategy"] for r in train_runs(kept)} == \
+        {"lora": "epoch", "full": "no"}
+
+
+def test_the_disk_estimate_counts_a_full_tuned_model_at_the_base_models_size(sandbox, fake_tools, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from lorasweep.models import resolve_model_path
+
+    data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
+    cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[10, 20], variants={"full": {"finetuning_type": "full"}})
+    base = resolve_model_path(cfg.models[0].path)
+    with open(base / "model.safetensors", "wb") as f:   # a sparse 3 GB base
+        f.truncate(3_000_000_000)
+    free = 15_000_000_000
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("U", "total used free")(free, 0, free))
+    # 2 runs x (3.0 GB + 0.05 GB) = 6.1 GB, x2 margin = 12.2 GB < 15 GB: fine; at 10 GB free it is not
+    assert check.disk_problems(cfg) == []
+    free = 10_000_000_000
+    assert "about 6.1 GB (x2 margin)" in check.disk_problems(cfg)[0]
 
 
 @pytest.mark.parametrize("rank", ["abc", [8, 16], None, 8.0])
@@ -442,7 +472,7 @@ def test_the_disk_estimate_counts_an_int_lora_rank(sandbox, fake_tools, monkeypa
     monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("U", "total used free")(10, 10, 1000))
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10},
                variants={"bad": {"lora_rank": "x"}, "r16": {"lora_rank": 16}})
-    assert "disk: the planned adapters need about" in check.disk_problems(cfg)[0]
+    assert "disk: the planned adapters and models need about" in check.disk_problems(cfg)[0]
 
 
 def test_blank_relation_entities_are_an_error(sandbox, fake_tools):

@@ -53,7 +53,10 @@ def budget(cfg: ExperimentConfig, run: RunSpec, args: dict | None = None) -> Bud
 
 
 def kept_epochs(cfg: ExperimentConfig, run: RunSpec) -> list[int]:
-    """The train.save_epochs a run reaches before its last epoch (its final adapter is the last)."""
+    """The train.save_epochs a run reaches before its last epoch (its final adapter is the last).
+    None for a full/freeze-tuned run: each would be another copy of the whole model."""
+    if cfg.trains_whole_model(run.model, run.variant):
+        return []
     b = budget(cfg, run)
     return [e for e in cfg.train.save_epochs if e * b.steps_per_epoch < b.steps]
 
@@ -63,7 +66,7 @@ def run_keys(cfg: ExperimentConfig, run: RunSpec) -> dict:
     with the budget applied: num_train_epochs, or max_steps for a budget of steps."""
     args = dict(cfg.train_args(run.model, run.variant))
     b = budget(cfg, run, args)
-    if cfg.train.save_epochs:
+    if cfg.train.save_epochs and not cfg.trains_whole_model(run.model, run.variant):
         # an adapter after every epoch, weights only (no optimizer state); train keeps the ones asked for
         args.update(save_strategy="epoch", save_only_model=True)
     if cfg.train.budget.kind == "steps":

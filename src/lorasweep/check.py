@@ -26,7 +26,7 @@ from .plan import train_runs
 from .prompts import render_prompt
 from .serve import served_base, trained_base
 from .splits import dedupe, example_key, load_examples, stratified_order
-from .trainargs import method_problems, train_args_findings
+from .trainargs import method_problems, method_warnings, train_args_findings, trains_whole_model
 
 log = logging.getLogger(__name__)
 IMBALANCE = 10   # a label with under 1/10 of the largest label's examples is worth a warning
@@ -139,14 +139,19 @@ def _is_int(x) -> bool:
 
 
 def disk_problems(cfg: ExperimentConfig) -> list[str]:
-    """Enough free disk for the planned adapters (rough: LoRA matrices of every linear layer, fp32)."""
+    """Enough free disk for the planned adapters (rough: LoRA matrices of every
+    linear layer, fp32) and full/freeze-tuned models (the base's size: they are
+    saved in its dtype)."""
     need = 0
     runs = train_runs(cfg)
     for m in cfg.models:
         try:
-            mc = json.loads((resolve_model_path(m.path) / "config.json").read_text())
+            base = resolve_model_path(m.path)
+            mc = json.loads((base / "config.json").read_text())
         except (OSError, ValueError):
             continue
+        whole = [r for r in runs if r.model == m.name and trains_whole_model(cfg, r)]
+        need += len(whole) * (sum(f.stat().st_size for f in base.glob("*.safetensors")) + 50_000_000)
         mc = mc.get("text_config", mc) if isinstance(mc, dict) else None
         if not isinstance(mc, dict):
             continue
@@ -154,7 +159,9 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
         if not all(_is_int(x) for x in (h, i, n)):
             continue   # no sizes to estimate from
         for r in runs:
-            rank = cfg.train_args(r.model, r.variant).get("lora_rank", 8) if r.model == m.name else None
+            if r.model != m.name or r in whole:
+                continue
+            rank = cfg.train_args(r.model, r.variant).get("lora_rank", 8)
             # a rank that is not an int (`lora_rank=abc`) is reported by LLaMA-Factory's argument check (trainargs)
             if _is_int(rank):
                 adapters = 1 + len(kept_epochs(cfg, r))   # the final adapter and those kept after train.save_epochs
@@ -163,7 +170,7 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
     probe = next((p for p in [root, *root.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(probe).free
     if need * 2 > free:
-        return [f"disk: the planned adapters need about {need / 1e9:.1f} GB (x2 margin) but only "
+        return [f"disk: the planned adapters and models need about {need / 1e9:.1f} GB (x2 margin) but only "
                 f"{free / 1e9:.1f} GB are free under {probe}"]
     return []
 
@@ -311,7 +318,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 notes = lengths.notes
             args_errors, args_warnings = args_check.result()
         errors += method_problems(cfg) + args_errors
-        warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg)
+        warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg) + method_warnings(cfg)
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)

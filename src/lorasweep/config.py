@@ -61,6 +61,11 @@ DEFAULT_TRAIN_ARGS: dict[str, Any] = {
     "include_num_input_tokens_seen": True,   # tokens seen: the cost of a point
 }
 
+# LLaMA-Factory's fine-tuning methods that save the whole model (each run's is
+# served from a vLLM server of its own); lora saves an adapter.
+WHOLE_MODEL_METHODS = ("full", "freeze")
+
+
 class ConfigError(ValueError):
     """A configuration problem, already phrased for the user (file, field, fix)."""
 
@@ -338,8 +343,15 @@ class EvalSpec(_Strict):
     gpus_per_model: int = Field(default=1, ge=1,
                                 description="GPUs given to each base model's server (tensor parallel); "
                                             "different base models are served at once on the rest")
+    checkpoint_servers: int | Literal["auto"] = Field(
+        default="auto", description="full/freeze-tuned models served at once on a model's GPUs, each from a vLLM "
+                                    "server of its own with its share of the memory; auto: as many as fit (3 x "
+                                    "the weights each, at most 8); one at a time on a CPU")
+    delete_full_weights: bool = Field(default=False, description="delete a full/freeze-tuned model's weights once "
+                                      "it is scored in every decoding (its scores, logs and config stay; scoring "
+                                      "it again means training it again)")
 
-    @field_validator("concurrency", "client_processes")
+    @field_validator("concurrency", "client_processes", "checkpoint_servers")
     @classmethod
     def _at_least_one(cls, v, info):
         if isinstance(v, int) and v < 1:
@@ -510,6 +522,10 @@ class ExperimentConfig(_Strict):
         m = self.model(model)
         return {**self.train.resolved_args(), **({"trust_remote_code": True} if m.trust_remote_code else {}),
                 **m.train_args, **(self.variants[variant] if variant else {})}
+
+    def trains_whole_model(self, model: str, variant: str | None = None) -> bool:
+        """Whether the runs save a whole model (finetuning_type full or freeze), not an adapter."""
+        return self.train_args(model, variant).get("finetuning_type", "lora") in WHOLE_MODEL_METHODS
 
     def train_arg_values(self, model: str, key: str, default: Any) -> list[Any]:
         """The values a key takes over the model's variants (e.g. the largest lora_rank is the server's)."""

@@ -24,10 +24,20 @@ from .plan import baseline_runs, eval_runs
 from .procs import ExperimentLock, install_cleanup
 from .prompts import render_prompt
 from .results import collect_results
-from .runspec import RunSpec
+from .runspec import MODEL_WEIGHTS, RunSpec
 from .score import client_processes, served_template
-from .serve import FULL_BASE, ServerError, VLLMServer, kv_cache_tokens, served_base, trained_base
+from .serve import (
+    FULL_BASE,
+    GPU_MEMORY_SHARE,
+    ServerError,
+    VLLMServer,
+    checkpoint_servers,
+    kv_cache_tokens,
+    served_base,
+    trained_base,
+)
 from .splits import load_test
+from .trainargs import trains_whole_model
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +125,12 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
     trained = [r for r in eval_runs(cfg) if r.model == model.name and not r.is_base and r.is_trained()]
     encoding = _start_encoding(cfg, model, runs, trained)
     on_gpu = bool(gpus) or tools.has_nvidia_gpu()
-    # One server per base the runs are scored on: the full-precision one, and
-    # on a GPU one quantized like the QLoRA adapters' training base (serve.py).
+    # Full/freeze-tuned models: each from a server of its own (below). The
+    # rest: one server per base the runs are scored on: the full-precision
+    # one, and on a GPU one quantized like the QLoRA adapters' training base.
+    whole = [r for r in runs if trains_whole_model(cfg, r)]
+    runs = [r for r in runs if r not in whole]
+    trained = [r for r in trained if not trains_whole_model(cfg, r)]
     groups: dict[str, list[RunSpec]] = {}
     for r in sorted(runs, key=lambda r: served_base(cfg, r, on_gpu) != FULL_BASE):
         groups.setdefault(served_base(cfg, r, on_gpu), []).append(r)
@@ -128,30 +142,74 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
     for base, group in groups.items():
         group_trained = [r for r in trained if served_base(cfg, r, on_gpu) == base]
         failure = _serve_and_score(cfg, model, group, group_trained, encoding, gpus, summary, base)
-        for r in group:
-            if _fully_scored(cfg, r):
-                summary.scored.append(r.run_id)
-            else:
-                summary.failed[r.run_id] = failure or "not scored"
+        _tally(cfg, group, failure, summary)
+    if whole:
+        _serve_whole_models(cfg, model, whole, encoding, gpus, summary)
     return summary
+
+
+def _tally(cfg: ExperimentConfig, runs: list[RunSpec], failure: str | None, summary: EvalSummary) -> None:
+    for r in runs:
+        if _fully_scored(cfg, r):
+            summary.scored.append(r.run_id)
+        else:
+            summary.failed[r.run_id] = failure or "not scored"
+
+
+def _serve_whole_models(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec], encoding: Future | None,
+                        gpus: list[str] | None, summary: EvalSummary) -> None:
+    """Full/freeze-tuned models, each served by a vLLM server of its own with
+    the same parity check: one at a time on a CPU, as many at once as fit on
+    the GPUs (serve.checkpoint_servers), each with its share of their memory."""
+    gpu_bytes = tools.gpu_memory_bytes(gpus[0]) if gpus else None
+    weights = max(sum(f.stat().st_size for f in r.adapter_dir.glob("*.safetensors")) for r in runs)
+    k = checkpoint_servers(cfg.eval.checkpoint_servers, len(runs), weights, gpu_bytes)
+    share = GPU_MEMORY_SHARE / k if gpu_bytes and k > 1 else None
+    log.info("eval %s: %d full/freeze-tuned model(s), each from a server of its own, %d at a time%s",
+             model.name, len(runs), k, f" ({share:.2f} of the GPU memory each)" if share else "")
+
+    def one(run: RunSpec) -> None:
+        if not run.holds_whole_model:
+            summary.failed[run.run_id] = (f"its weights are gone from {run.adapter_dir} (eval.delete_full_weights "
+                                          "deletes them once a run is scored); train it again to score it")
+            return
+        failure = _serve_and_score(cfg, model, [run], [run], encoding, gpus, summary, FULL_BASE,
+                                   checkpoint=run, memory_share=share)
+        _tally(cfg, [run], failure, summary)
+        if failure is None and cfg.eval.delete_full_weights and _fully_scored(cfg, run):
+            freed = 0
+            for f in [*run.adapter_dir.glob("*.safetensors"), *(run.adapter_dir / m for m in MODEL_WEIGHTS)]:
+                if f.is_file():
+                    freed += f.stat().st_size
+                    f.unlink()
+            log.info("eval %s: scored; its weights deleted (%.2f GB, eval.delete_full_weights)", run.run_id,
+                     freed / 1e9)
+
+    with ThreadPoolExecutor(max_workers=k) as pool:
+        list(pool.map(one, runs))
 
 
 def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec], trained: list[RunSpec],
                      encoding: Future | None, gpus: list[str] | None, summary: EvalSummary,
-                     base: str = FULL_BASE) -> str | None:
+                     base: str = FULL_BASE, checkpoint: RunSpec | None = None,
+                     memory_share: float | None = None) -> str | None:
     """Start the server (again, up to eval.server_restarts times, when it dies
     mid-scoring) and score until every run is scored. Returns why it stopped
-    short, or None."""
-    adapters = {r.run_id: r.adapter_dir for r in runs if not r.is_base}
+    short, or None. `checkpoint`: serve that run's whole model (full/freeze)
+    under its run id instead of the base model with adapters."""
+    adapters = {} if checkpoint else {r.run_id: r.adapter_dir for r in runs if not r.is_base}
     chat_template = adapters_template(trained)   # what LLaMA-Factory trained on (train/serve parity)
     rank = int(max(cfg.train_arg_values(model.name, "lora_rank", 8)))
     attempts = 1 + cfg.eval.server_restarts
     failure = None
     for attempt in range(1, attempts + 1):
         try:
-            log_name = model.name if base == FULL_BASE else f"{model.name}.{base}"
+            log_name = checkpoint.run_id if checkpoint else model.name if base == FULL_BASE else f"{model.name}.{base}"
             with VLLMServer(cfg, model, adapters, chat_template, server_log(cfg.name, log_name),
-                            lora_rank=rank, gpus=gpus, base=base) as srv:
+                            lora_rank=rank, gpus=gpus, base=base,
+                            checkpoint=checkpoint.adapter_dir if checkpoint else None,
+                            served_name=checkpoint.served_name if checkpoint else None,
+                            memory_share=memory_share) as srv:
                 summary.server_start_s.setdefault(model.name, round(srv.started_s, 1))
                 if encoding is not None and attempt == 1:
                     side = encoding.result()   # written to runs/<model>/template.json: the client's stop ids
@@ -199,9 +257,10 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trai
                   training_side: tuple[str, dict]) -> None:
     """Compare the ids the server builds for a test prompt with LLaMA-Factory's; stop on a mismatch."""
     prompt, trained = training_side
-    # The adapter's name when this server holds it; else (only the base model
-    # left to score) the base model's, whose chat template is the same one.
-    name = trained_run.served_name if trained_run.run_id in srv.adapters else model.name
+    # The adapter's (or full-tuned model's) name when this server holds it; else (only
+    # the base model left to score) the base model's, whose chat template is the same one.
+    held = trained_run.run_id in srv.adapters or srv.served_name == trained_run.served_name
+    name = trained_run.served_name if held else model.name
     try:
         served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
     except OSError as e:   # urllib's HTTPError / URLError

@@ -16,7 +16,8 @@ stage reads or writes in that folder is named here and nowhere else:
 
     train.yaml                the resolved LLaMA-Factory config       (train writes)
     train.log                 llamafactory-cli's output               (train writes)
-    adapter/                  the LoRA adapter + chat_template.jinja  (LLaMA-Factory writes)
+    adapter/                  the LoRA adapter + chat_template.jinja  (LLaMA-Factory writes);
+                              full/freeze tuning: the whole model, in the base model's dtype
     train_result.json         "trained", written atomically, last     (train writes)
     train_failed.json         exit code and log tail of a failure     (train writes)
     .attempts                 attempts of a run not yet finished      (train writes)
@@ -47,6 +48,8 @@ VARIANT_PREFIX = "variant-"               # the variant's folder level: variant-
 EPOCH_PREFIX = "epoch"                    # a kept checkpoint's folder in its training run's: epoch<k>
 CHAT_TEMPLATE = "chat_template.jinja"     # LLaMA-Factory saves it into the adapter folder
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# What full and freeze tuning save in adapter/ instead: the whole model, one file or shards and their index.
+MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 TRAINER_RESULTS = "train_results.json"    # LLaMA-Factory's own summary in the adapter folder
 TRAINER_LOG = "trainer_log.jsonl"         # LLaMA-Factory's per-step log in the adapter folder
 TRAIN_YAML = "train.yaml"
@@ -149,6 +152,14 @@ class RunSpec:
     @property
     def adapter_weights(self) -> Path:
         return self.adapter_dir / ADAPTER_WEIGHTS
+
+    def has_weights(self) -> bool:
+        """Whether adapter/ holds what training saves: a LoRA adapter, or a whole model (full/freeze)."""
+        return self.adapter_weights.is_file() or any((self.adapter_dir / f).is_file() for f in MODEL_WEIGHTS)
+
+    @property
+    def holds_whole_model(self) -> bool:
+        return any((self.adapter_dir / f).is_file() for f in MODEL_WEIGHTS)
 
     @property
     def trainer_results(self) -> Path:

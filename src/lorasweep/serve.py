@@ -86,6 +86,26 @@ def base_server_args(base: str) -> list[str]:
     return [] if base == FULL_BASE else ["--quantization", "bitsandbytes"]
 
 
+# A full/freeze-tuned model's server on a GPU: vLLM's default memory share,
+# split between the servers that run at once, each needing about 3 x its
+# weights (the weights, a KV cache for the scoring concurrency, CUDA graphs).
+GPU_MEMORY_SHARE = 0.9
+CHECKPOINT_FOOTPRINT = 3
+MAX_CHECKPOINT_SERVERS = 8
+
+
+def checkpoint_servers(setting: int | str, n_runs: int, weights_bytes: int, gpu_bytes: int | None) -> int:
+    """How many full/freeze-tuned models to serve at once on one GPU group
+    (`gpu_bytes` None: a CPU, one at a time). E.g. a 7B bf16 model (15 GB) on an
+    H200 (141 GB): 0.9 x 141 / (3 x 15) = 2.8 -> 2 at once."""
+    if not gpu_bytes or n_runs <= 1:
+        return 1
+    if setting != "auto":
+        return max(1, min(int(setting), n_runs))
+    fit = int(GPU_MEMORY_SHARE * gpu_bytes // max(1, CHECKPOINT_FOOTPRINT * weights_bytes))
+    return max(1, min(fit, n_runs, MAX_CHECKPOINT_SERVERS))
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -95,8 +115,12 @@ class VLLMServer:
 
     def __init__(self, cfg: ExperimentConfig, model: ModelSpec, adapters: dict[str, Path],
                  chat_template: Path | None, log_path: Path, lora_rank: int = 8,
-                 gpus: list[str] | None = None, base: str = FULL_BASE):
+                 gpus: list[str] | None = None, base: str = FULL_BASE, checkpoint: Path | None = None,
+                 served_name: str | None = None, memory_share: float | None = None):
+        """`checkpoint`: serve that folder (a full/freeze-tuned model) as `served_name`
+        instead of the base model; `memory_share`: its share of each GPU's memory."""
         self.cfg, self.model, self.adapters, self.base = cfg, model, adapters, base
+        self.served_name = served_name or model.name
         self.gpus = list(gpus or [])
         self.port = free_port()
         self.api_key = secrets.token_hex(16)
@@ -112,8 +136,8 @@ class VLLMServer:
         else:
             launch = [python, "-m", SERVER_MODULE]
         argv = [*launch,
-                "--model", str(resolve_model_path(model.path)),
-                "--served-model-name", model.name,
+                "--model", str(checkpoint or resolve_model_path(model.path)),
+                "--served-model-name", self.served_name,
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--api-key", self.api_key,
                 "--max-model-len", str(ev.max_model_len),
@@ -138,6 +162,8 @@ class VLLMServer:
         if len(self.gpus) > 1:
             argv += ["--tensor-parallel-size", str(len(self.gpus))]
         argv += base_server_args(base)
+        if memory_share is not None and self.gpus:
+            argv += ["--gpu-memory-utilization", f"{memory_share:.3f}"]
         argv += list(ev.extra_server_args)
         self.argv = argv
         self.child: Child | None = None
@@ -165,7 +191,7 @@ class VLLMServer:
         self.log_path.unlink(missing_ok=True)
         t0 = time.time()
         log.info("serve %s: starting vLLM with %d adapter(s)%s on 127.0.0.1:%d%s (log %s)",
-                 self.model.name, len(self.adapters), "" if self.base == FULL_BASE else f" on a {self.base} base",
+                 self.served_name, len(self.adapters), "" if self.base == FULL_BASE else f" on a {self.base} base",
                  self.port,
                  f", GPU {','.join(self.gpus)}" if self.gpus else "", self.log_path)
         self.child = Child(self.argv, self.log_path, env=self._env())
@@ -176,16 +202,16 @@ class VLLMServer:
             self.stop()
             state = f"exited with code {rc}" if rc is not None else \
                 f"not healthy after {self.cfg.eval.server_timeout_s:.0f} s"
-            raise ServerError(f"vLLM server for {self.model.name} {state}; log {self.log_path}:\n"
+            raise ServerError(f"vLLM server for {self.served_name} {state}; log {self.log_path}:\n"
                               f"{log_tail(self.log_path, 25)}")
-        log.info("serve %s: healthy after %.0f s", self.model.name, time.time() - t0)
+        log.info("serve %s: healthy after %.0f s", self.served_name, time.time() - t0)
         self.started_s = time.time() - t0
         return self
 
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop()
-            log.info("serve %s: stopped", self.model.name)
+            log.info("serve %s: stopped", self.served_name)
             self.child = None
 
     def __enter__(self) -> "VLLMServer":

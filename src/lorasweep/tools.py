@@ -109,6 +109,16 @@ def has_nvidia_gpu() -> bool:
     return "GPU" in out.stdout
 
 
+def gpu_memory_bytes(gpu: str) -> int | None:
+    """Total memory of one GPU (its nvidia-smi index), or None when it cannot be read."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", gpu],
+                             capture_output=True, text=True, timeout=20)
+        return int(float(out.stdout.strip().splitlines()[0])) * 1024 ** 2 if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
 def visible_gpus() -> list[str]:
     """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")

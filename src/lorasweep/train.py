@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -23,13 +24,14 @@ from .check import preflight
 from .config import ConfigError, ExperimentConfig
 from .envscripts import script
 from .executor import current_node, run_jobs, where_jobs_run
+from .models import resolve_model_path
 from .overrides import record_overrides, show_recorded_overrides
 from .paths import lock_file
 from .plan import train_runs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
 from .runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec
 from .splits import prepare_data
-from .trainargs import resolved_train_yaml, with_precision
+from .trainargs import WHOLE_MODEL_METHODS, finetuning_method, resolved_train_yaml, with_precision
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,21 @@ def keep_checkpoints(cfg: ExperimentConfig, run: RunSpec) -> dict[str, str]:
     return kept
 
 
+def _in_base_dtype(cfg: ExperimentConfig, run: RunSpec) -> dict:
+    """A whole model saved by full/freeze tuning, rewritten in the base model's
+    dtype (LLaMA-Factory saves what it tuned as float32: twice a bf16 base's disk)."""
+    base = resolve_model_path(cfg.model(run.model).path)
+    proc = subprocess.run([str(tools.train_python(cfg)), script("cast_checkpoint.py"), str(run.adapter_dir), str(base)],
+                          capture_output=True, text=True, env=tools.child_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"saving {run.run_id} in its base model's dtype failed:\n{proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["cast"]:
+        log.info("train %s: the saved model cast to %s: %.2f -> %.2f GB", run.run_id, out["dtype"],
+                 out["bytes_before"] / 1e9, out["bytes_after"] / 1e9)
+    return out
+
+
 def _steps_done(run: RunSpec) -> int | None:
     """The optimizer steps of a finished run, from the last record of its trainer_log.jsonl."""
     try:
@@ -219,10 +236,12 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     if rc != 0:
         why = "timed out" if rc == -9 else f"exit code {rc}"
         raise RuntimeError(f"llamafactory-cli {why}; see {run.train_log}\n{log_tail(run.train_log)}")
-    if not run.adapter_weights.is_file():
+    if not run.has_weights():
         raise RuntimeError(f"training ended without an adapter in {run.adapter_dir}; see {run.train_log}\n"
                            f"{log_tail(run.train_log)}")
     kept = keep_checkpoints(cfg, run)
+    method = finetuning_method(cfg, run)
+    saved = _in_base_dtype(cfg, run) if method in WHOLE_MODEL_METHODS else {}
     lf = read_json(run.trainer_results) if run.trainer_results.is_file() else {}
     planned = budget(cfg, run)
     result = {
@@ -237,7 +256,10 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "steps": _steps_done(run) or planned.steps,     # as the trainer counted them, else as planned
         "budget": cfg.train.budget.kind,
         "checkpoints": kept,                            # epoch -> the adapter kept after it (train.save_epochs)
-        "lora_rank": args.get("lora_rank"),
+        "method": method,                               # finetuning_type: lora, full or freeze
+        "lora_rank": args.get("lora_rank") if method == "lora" else None,
+        "weights_bytes": sum(f.stat().st_size for f in run.adapter_dir.glob("*.safetensors")),
+        "saved_dtype": saved.get("dtype"),              # full/freeze: the base's dtype the model was saved in
         "fast_loss": fast_loss_state(run),
         "adapter": str(run.adapter_dir),
         "gpus": gpus or [],

@@ -21,7 +21,7 @@ from collections import defaultdict
 from . import tools
 from .atomic import atomic_write_json, recorded
 from .budget import run_keys
-from .config import ExperimentConfig
+from .config import WHOLE_MODEL_METHODS, ExperimentConfig
 from .envscripts import script
 from .models import resolve_model_path
 from .paths import repo_root, train_args_check_file
@@ -104,22 +104,47 @@ def verdict(cfg: ExperimentConfig, runs: dict[str, dict], full: bool, gpus: list
     return problems
 
 
-SERVED_METHODS = ("lora",)   # what eval serves: LoRA adapters (QLoRA included), as vLLM LoRA modules
+# What eval serves: LoRA adapters (QLoRA included) as vLLM LoRA modules on a
+# server of the base model; the whole models that full and freeze tuning
+# write, each from a vLLM server of its own.
+ADAPTER_METHODS = ("lora",)
+
+
+def finetuning_method(cfg: ExperimentConfig, run: RunSpec) -> str:
+    """The run's LLaMA-Factory finetuning_type: lora (the default), full or freeze."""
+    return str(cfg.train_args(run.model, run.variant).get("finetuning_type", "lora"))
+
+
+def trains_whole_model(cfg: ExperimentConfig, run: RunSpec) -> bool:
+    """Whether the run saves a whole model (full, freeze) rather than an adapter."""
+    return not run.is_base and not run.is_baseline and cfg.trains_whole_model(run.model, run.variant)
 
 
 def method_problems(cfg: ExperimentConfig) -> list[str]:
-    """Fine-tuning methods whose output eval cannot serve: full and freeze
-    tuning write a whole checkpoint, OFT an adapter vLLM does not load. Refused
-    before the night rather than found after it."""
+    """Fine-tuning methods whose output eval cannot serve (OFT writes an
+    adapter vLLM does not load). Refused before the night rather than found after it."""
     out = []
     for m in cfg.models:
         for v in cfg.variant_names():
             method = cfg.train_args(m.name, v).get("finetuning_type", "lora")
-            if method not in SERVED_METHODS:
-                key = where_set(cfg, m.name, "finetuning_type", v)
-                out.append(f"{key}: '{method}' writes what eval cannot serve yet (it serves LoRA adapters as vLLM "
-                           "LoRA modules); use lora, or QLoRA (lora with quantization_bit: 4)")
+            key = where_set(cfg, m.name, "finetuning_type", v)
+            if method not in ADAPTER_METHODS + WHOLE_MODEL_METHODS:
+                out.append(f"{key}: '{method}' writes what eval cannot serve (LoRA adapters as vLLM LoRA modules, "
+                           "full and freeze checkpoints from servers of their own); use lora, QLoRA (lora with "
+                           "quantization_bit: 4), full or freeze")
     return list(dict.fromkeys(out))
+
+
+def method_warnings(cfg: ExperimentConfig) -> list[str]:
+    """train.save_epochs is not applied to full/freeze-tuned runs: each kept
+    epoch would be another copy of the whole model."""
+    whole = [f"{m.name}/{v}" if v else m.name for m in cfg.models for v in cfg.variant_names()
+             if cfg.trains_whole_model(m.name, v)]
+    if cfg.train.save_epochs and whole:
+        return [f"train.save_epochs {cfg.train.save_epochs}: not applied to the full/freeze-tuned runs of "
+                f"{', '.join(whole)} (each kept epoch would be a copy of the whole model); they are scored "
+                "after their last epoch only"]
+    return []
 
 
 def train_args_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:

@@ -4,7 +4,10 @@ by the real vLLM server (the CPU backend has no bitsandbytes: the QLoRA
 adapter is scored on the full-precision base, and the results say so),
 scored, and compared pairwise in the report. Each run trains two epochs and
 keeps its adapter after the first (train.save_epochs): the kept checkpoints are
-served beside the final adapters and scored, the epoch curve's points."""
+served beside the final adapters and scored, the epoch curve's points. Beside
+them a full fine-tuning variant: the whole model saved, served from a vLLM
+server of its own with the same parity check, scored, then its weights deleted
+(eval.delete_full_weights); save_epochs is not applied to it."""
 import json
 import os
 import pickle
@@ -18,15 +21,18 @@ from conftest import ROOT, run_stages, write_experiment
 pytestmark = pytest.mark.e2e
 
 
-def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
+def test_lora_qlora_and_full_variants_trained_served_scored_and_compared(tmp_path):
     (tmp_path / "experiments").mkdir()
     exp = write_experiment(
         tmp_path / "experiments" / "var.yaml",
         data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20},
         models=[{"name": "gemma", "path": "embedded:gemma-3-270m", "template": "gemma"}],
-        train_sizes=[16], seeds=[1], variants={"lora": {}, "qlora": {"quantization_bit": 4}},
+        train_sizes=[16], seeds=[1],
+        variants={"lora": {}, "qlora": {"quantization_bit": 4},
+                  "full": {"finetuning_type": "full", "learning_rate": 2.0e-5}},
         train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128}, "save_epochs": [1]},
-        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": []})
+        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": [],
+              "delete_full_weights": True})
     train, evaluate = run_stages(tmp_path, exp, "train", "eval")
     runs = tmp_path / "experiments" / "var" / "runs" / "gemma"
     q_log = (runs / "variant-qlora" / "n16" / "seed1" / "train.log").read_text()
@@ -42,8 +48,21 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     for v in ("lora", "qlora"):
         assert (runs / f"variant-{v}" / "n16" / "seed1" / "epoch1" / "adapter" / "adapter_model.safetensors").is_file()
         assert not list((runs / f"variant-{v}" / "n16" / "seed1" / "adapter").glob("checkpoint-*"))
+    # full fine-tuning: the whole model saved (in the base's dtype), no epoch kept, served from its own
+    # server under its run id with the parity check, scored, then its weights deleted
+    full = runs / "variant-full" / "n16" / "seed1"
+    record = json.loads((full / "train_result.json").read_text())
+    assert record["method"] == "full" and record["saved_dtype"] == "float32" and record["lora_rank"] is None
+    assert record["weights_bytes"] > 500_000_000 and not (full / "epoch1").exists()
+    assert "save_epochs [1]: not applied to the full/freeze-tuned runs of gemma/full" in train.stderr
+    assert "finetuning_type: full" in (full / "train.yaml").read_text()
+    assert "serve gemma__full__n16__seed1: healthy" in evaluate.stderr
+    assert (tmp_path / "experiments" / "var" / "runs" / "server_gemma__full__n16__seed1.log").is_file()
+    assert evaluate.stderr.count("parity gemma: the served prompt is the trained one") == 2
+    assert "gemma__full__n16__seed1: scored; its weights deleted" in evaluate.stderr
+    assert not list((full / "adapter").glob("*.safetensors")) and (full / "adapter" / "config.json").is_file()
     trained = df[(df["size"] == 16) & (df["checkpoint"] == "")].set_index("variant")
-    assert sorted(trained.index) == ["lora", "qlora"]
+    assert sorted(trained.index) == ["full", "lora", "qlora"]
     assert trained.loc["qlora", "trained_base"] == "bnb-4bit" and trained.loc["qlora", "served_base"] == "full"
     assert trained.loc["lora", "trained_base"] == trained.loc["lora", "served_base"] == "full"
     assert (trained["n"] == 20).all()
@@ -60,5 +79,6 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     page = (tmp_path / "experiments" / "var" / "report.html").read_text()
     assert "Which model, which variant, how many labels" in page
     assert "<h3>train size 16</h3>" in page and "gemma / lora / free" in page and "gemma / qlora / free" in page
+    assert "gemma / full / free" in page
     assert "scored on the full-precision base" in page
     assert "Score against epochs" in page and "gemma / lora / free / e1" in page

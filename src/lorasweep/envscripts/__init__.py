@@ -11,6 +11,7 @@ imports (torch, transformers, vLLM, LLaMA-Factory) inside functions:
     token_lengths.py  training env: every example's token lengths and LLaMA-Factory's cut to cutoff_len
     build_model.py    training + serving envs: the embedded models' checkpoint stages
     embed_minilm.py   training env: all-MiniLM-L6-v2 sentence embeddings (embedding baseline)
+    cast_checkpoint.py  training env: a full/freeze-tuned model saved in the base model's dtype
 
 The harness-side callers are train.py, serve.py, parity.py, lengths.py, models.py and baselines.py.
 """

@@ -1,0 +1,46 @@
+"""serve.py: how full/freeze-tuned models are served (their own server, their share of a GPU)."""
+import json
+
+from lorasweep.config import load_config
+from lorasweep.serve import VLLMServer, checkpoint_servers
+
+GB = 1_000_000_000
+
+
+def test_checkpoint_servers_fit_three_times_their_weights_in_the_gpus_share():
+    # 0.9 x 141 GB / (3 x 15 GB) = 2.8 -> 2 at once (a 7B bf16 model on an H200)
+    assert checkpoint_servers("auto", 8, 15 * GB, 141 * GB) == 2
+    # a 0.5B model (1 GB): 0.9 x 141 / 3 = 42 fit; capped at the runs, then at 8
+    assert checkpoint_servers("auto", 5, 1 * GB, 141 * GB) == 5
+    assert checkpoint_servers("auto", 20, 1 * GB, 141 * GB) == 8
+    # larger than a third of the share: still one (vLLM says whether it fits)
+    assert checkpoint_servers("auto", 4, 60 * GB, 80 * GB) == 1
+    # a CPU, or a single run: one at a time
+    assert checkpoint_servers("auto", 4, 1 * GB, None) == 1
+    assert checkpoint_servers(3, 1, 1 * GB, 80 * GB) == 1
+    # a number is taken as given, up to the runs
+    assert checkpoint_servers(3, 8, 60 * GB, 80 * GB) == 3
+    assert checkpoint_servers(3, 2, 1 * GB, 80 * GB) == 2
+
+
+def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({}))
+    exp = tmp_path / "x.yaml"
+    exp.write_text(json.dumps({"name": "x", "task": {"type": "text_classification", "labels": ["a", "b"],
+                                                     "prompt": "{text}"},
+                               "data": {"source": "d.jsonl"}, "train_sizes": [10],
+                               "models": [{"name": "m1", "path": str(model), "template": "gemma"}]}))
+    cfg = load_config(exp)
+    ckpt = tmp_path / "runs" / "adapter"
+    srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["0"], checkpoint=ckpt,
+                     served_name="m1__full__n10__seed1", memory_share=0.45)
+    argv = srv.argv
+    assert argv[argv.index("--model") + 1] == str(ckpt)
+    assert argv[argv.index("--served-model-name") + 1] == "m1__full__n10__seed1"
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.450"
+    assert "--enable-lora" not in argv
+    base = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log")
+    assert base.argv[base.argv.index("--model") + 1] == str(model)
+    assert "--gpu-memory-utilization" not in base.argv
