@@ -25,7 +25,7 @@ from .paths import check_file, experiment_dir
 from .plan import train_runs
 from .prompts import render_prompt
 from .serve import served_base, trained_base
-from .splits import dedupe, example_key, load_examples, stratified_order
+from .splits import dedupe, example_key, load_examples, split_errors, stratified_order
 from .trainargs import method_problems, train_args_findings
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,8 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             warnings.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}, e.g. "
                             f"{_show(next(ex for ex in test if example_key(ex) in overlap))}; they are left out "
                             "of training")
-        pool = len(examples) - len(overlap)
-    else:
-        if cfg.data.test_size >= len(examples):
-            errors.append(f"data.test_size={cfg.data.test_size} leaves nothing to train on ({len(examples)} "
-                          "distinct examples)")
-        pool = len(examples) - cfg.data.test_size
+    errors += split_errors(cfg, len(examples), len(overlap) if test else 0)
+    if not test:
         if cfg.task.closed_labels:
             held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
             absent = [lab for lab in cfg.task.labels if held[lab] == 0]
@@ -119,10 +115,6 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             n_long = sum(1 for n in lengths if n > LONG_TAIL * max(median, 1))
             warnings.append(f"{src}: {n_long} text(s) longer than {LONG_TAIL}x the median of {median} characters "
                             f"(the longest {longest}); see the token lengths per model below")
-    too_big = [s for s in cfg.train_sizes if s > pool]
-    if too_big:
-        errors.append(f"train_sizes: {too_big} larger than the {max(pool, 0)} examples left for training after "
-                      "the test set; lower them or bring more data")
     return errors, warnings
 
 
