@@ -22,7 +22,7 @@ from .lengths import length_findings
 from .models import EMBEDDED_PREFIX, resolve_model_path
 from .parity import encode_template, parity_problems
 from .paths import check_file, experiment_dir
-from .plan import train_runs
+from .plan import train_runs, validation_text
 from .prompts import render_prompt
 from .serve import served_base, trained_base
 from .splits import dedupe, example_key, load_examples, split_errors, stratified_order
@@ -300,7 +300,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 lengths = length_findings(cfg)
                 errors += lengths.errors
                 warnings += lengths.warnings
-                notes = lengths.notes
+                notes = ([validation_text(cfg)] if cfg.data.val_size else []) + lengths.notes
             args_errors, args_warnings = args_check.result()
         errors += method_problems(cfg) + args_errors
         warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg)

@@ -21,7 +21,7 @@ from .overrides import show_recorded_overrides
 from .plan import eval_runs, plan_text, train_runs
 from .procs import LockError
 from .report import write_report
-from .results import collect_results, summary_table
+from .results import collect_results, reported_rows, summary_table
 from .runspec import TEST, VAL
 from .score import score_runs
 from .splits import load_split, prepare_data
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "results":
             df = collect_results(cfg)
-            print(summary_table(df).to_string() if len(df) else "no scored runs yet")
+            print(summary_table(reported_rows(df)).to_string() if len(df) else "no scored runs yet")
             return 0
     except (ConfigError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
