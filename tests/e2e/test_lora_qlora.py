@@ -4,7 +4,10 @@ by the real vLLM server (the CPU backend has no bitsandbytes: the QLoRA
 adapter is scored on the full-precision base, and the results say so),
 scored, and compared pairwise in the report. Each run trains two epochs and
 keeps its adapter after the first (train.save_epochs): the kept checkpoints are
-served beside the final adapters and scored, the epoch curve's points."""
+served beside the final adapters and scored, the epoch curve's points. With a
+validation set (data.val_size) and eval.select: val, both checkpoints of each
+run are scored on it too, the better one is recorded before the test answers
+are read, and the run reports that checkpoint's test score."""
 import json
 import os
 import pickle
@@ -22,11 +25,11 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     (tmp_path / "experiments").mkdir()
     exp = write_experiment(
         tmp_path / "experiments" / "var.yaml",
-        data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20},
+        data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20, "val_size": 10},
         models=[{"name": "gemma", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[16], seeds=[1], variants={"lora": {}, "qlora": {"quantization_bit": 4}},
         train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128}, "save_epochs": [1]},
-        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": []})
+        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": [], "select": "val"})
     train, evaluate = run_stages(tmp_path, exp, "train", "eval")
     runs = tmp_path / "experiments" / "var" / "runs" / "gemma"
     q_log = (runs / "variant-qlora" / "n16" / "seed1" / "train.log").read_text()
@@ -47,6 +50,22 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     assert trained.loc["qlora", "trained_base"] == "bnb-4bit" and trained.loc["qlora", "served_base"] == "full"
     assert trained.loc["lora", "trained_base"] == trained.loc["lora", "served_base"] == "full"
     assert (trained["n"] == 20).all()
+    # the validation selection: both checkpoints scored on the 10 validation examples, the better one chosen
+    # (a tie: the earlier) and recorded, and its test score reported
+    for v in ("lora", "qlora"):
+        seed = runs / f"variant-{v}" / "n16" / "seed1"
+        record = json.loads((seed / "selection.free.json").read_text())
+        assert record["val_size"] == 10 and set(record["candidates"]) == {"e1", "last"}
+        best = max(record["candidates"].values())
+        assert record["selected"] == ("e1" if record["candidates"]["e1"] == best else "last")
+        assert record["val_score"] == best
+        for folder in (seed, seed / "epoch1"):
+            assert len((folder / "val_predictions.free.jsonl").read_text().splitlines()) == 10
+        rows = df[(df["variant"] == v) & (df["size"] == 16)]
+        chosen = rows[rows["selected"] != ""]
+        assert len(chosen) == 1 and chosen["selected"].iloc[0] == record["selected"]
+        assert chosen["checkpoint"].iloc[0] == ("" if record["selected"] == "last" else "e1")
+        assert sorted(rows["val_score"]) == sorted(record["candidates"].values())
     # each variant's own train.yaml and the same training file
     yamls = {v: (runs / f"variant-{v}" / "n16" / "seed1" / "train.yaml").read_text() for v in ("lora", "qlora")}
     assert "quantization_bit: 4" in yamls["qlora"] and "quantization_bit" not in yamls["lora"]
@@ -61,4 +80,6 @@ def test_lora_and_qlora_variants_trained_served_scored_and_compared(tmp_path):
     assert "Which model, which variant, how many labels" in page
     assert "<h3>train size 16</h3>" in page and "gemma / lora / free" in page and "gemma / qlora / free" in page
     assert "scored on the full-precision base" in page
-    assert "Score against epochs" in page and "gemma / lora / free / e1" in page
+    assert "Score against epochs" in page and "not used for selection" in page
+    assert "Scores are validation-selected" in page and "the point at n=16 used 16 + 10 = 26 labels" in page
+    assert "gemma / lora / free / e1" not in page          # a checkpoint is no series of its own: the choice is
