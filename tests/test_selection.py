@@ -248,3 +248,13 @@ def test_eval_scores_the_validation_set_and_records_the_choice_before_asking_for
     assert calls[1][0] == "test" and calls[1][2] == sorted(r.run_id for r in train_runs(cfg))  # chosen already
     assert calls[1][1] == ["m1__n0__base"] and calls[2] == ("test", trained, calls[1][2])
     assert all(evaluation._fully_scored(cfg, r) for r in runs)
+
+
+def test_check_warns_of_runs_that_keep_no_checkpoint_to_choose_among(sandbox):
+    from lorasweep.check import selection_warnings
+
+    # 2 epochs, save_epochs [2]: the checkpoint after epoch 2 is the final adapter, nothing else to choose
+    (w,) = selection_warnings(_cfg(sandbox, save_epochs=(2,)))
+    assert w.startswith("eval.select: val: 3 run(s) keep no checkpoint before their last epoch (train.save_epochs "
+                        "[2]), e.g. m1__n20__seed1 (2 ep x 3 = 6 steps)")
+    assert selection_warnings(_cfg(sandbox)) == [] and selection_warnings(_cfg(sandbox, select="last")) == []

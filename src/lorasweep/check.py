@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import tools
 from .atomic import atomic_write_json, read_json
-from .budget import kept_epochs
+from .budget import budget, kept_epochs
 from .config import ConfigError, ExperimentConfig, ModelSpec
 from .lengths import length_findings
 from .models import EMBEDDED_PREFIX, resolve_model_path
@@ -303,7 +303,7 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 notes = ([validation_text(cfg)] if cfg.data.val_size else []) + lengths.notes
             args_errors, args_warnings = args_check.result()
         errors += method_problems(cfg) + args_errors
-        warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg)
+        warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg) + selection_warnings(cfg)
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)
@@ -338,6 +338,18 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
         if not _executable(py):
             out.append(f"eval.vllm_python: {py} not found; run `bash shell/setup.sh serve` or set eval.vllm_python")
     return out
+
+
+def selection_warnings(cfg: ExperimentConfig) -> list[str]:
+    """eval.select: val with runs that keep no checkpoint (train.save_epochs none before their last epoch)."""
+    if cfg.eval.select != "val":
+        return []
+    alone = [r for r in train_runs(cfg) if not kept_epochs(cfg, r)]
+    if not alone:
+        return []
+    return [f"eval.select: val: {len(alone)} run(s) keep no checkpoint before their last epoch (train.save_epochs "
+            f"{cfg.train.save_epochs}), e.g. {alone[0].run_id} ({budget(cfg, alone[0]).text()}): they report their "
+            "final adapter"]
 
 
 def served_base_warnings(cfg: ExperimentConfig) -> list[str]:
