@@ -253,8 +253,8 @@ def test_eval_scores_the_validation_set_and_records_the_choice_before_asking_for
 def test_check_warns_of_runs_that_keep_no_checkpoint_to_choose_among(sandbox):
     from lorasweep.check import selection_warnings
 
-    # 2 epochs, save_epochs [2]: the checkpoint after epoch 2 is the final adapter, nothing else to choose
+    # 2 epochs, save_epochs [2]: the checkpoint after epoch 2 is the final adapter; 3 sizes x 3 seeds = 9 runs
     (w,) = selection_warnings(_cfg(sandbox, save_epochs=(2,)))
-    assert w.startswith("eval.select: val: 3 run(s) keep no checkpoint before their last epoch (train.save_epochs "
+    assert w.startswith("eval.select: val: 9 run(s) keep no checkpoint before their last epoch (train.save_epochs "
                         "[2]), e.g. m1__n20__seed1 (2 ep x 3 = 6 steps)")
     assert selection_warnings(_cfg(sandbox)) == [] and selection_warnings(_cfg(sandbox, select="last")) == []
