@@ -190,7 +190,8 @@ def summary(logs: Path, exp: str, seeds: str) -> None:
 
     eval_nodes = {}
     if (logs / "eval_ray.log").is_file():
-        for m in re.finditer(r"ray: (\S+) started on node (\w+)(?:, GPU ([\d,]+))?", (logs / "eval_ray.log").read_text()):
+        text = (logs / "eval_ray.log").read_text()
+        for m in re.finditer(r"ray: (\S+) started on node (\w+)(?:, GPU ([\d,]+))?", text):
             role = next((r for r in ("head", "worker") if at_eval[r]["node_id"].startswith(m.group(2))), m.group(2))
             eval_nodes[m.group(1)] = {"node": role, "gpu": m.group(3)}
     gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip().splitlines() \

@@ -63,7 +63,7 @@ def _top_level_imports(path: Path) -> list[tuple[str, int]]:
 def test_other_environments_scripts_import_nothing_from_the_package():
     scripts = [p for p in (PACKAGE / "envscripts").glob("*.py") if p.name != "__init__.py"]
     assert {p.name for p in scripts} == {"cpu_lora.py", "parity_encode.py", "build_model.py", "embed_minilm.py",
-                                         "fast_loss.py", "token_lengths.py", "train_args_check.py"}
+                                         "fast_loss.py", "token_lengths.py", "train_args_check.py", "cast_checkpoint.py"}
     for path in scripts:
         for module, level in _top_level_imports(path):
             assert level == 0 and not module.startswith("lorasweep"), f"{path.name} imports {module!r}"

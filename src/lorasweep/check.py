@@ -16,16 +16,16 @@ from pathlib import Path
 
 from . import tools
 from .atomic import atomic_write_json, read_json
-from .budget import kept_epochs
+from .budget import budget, kept_epochs
 from .config import ConfigError, ExperimentConfig, ModelSpec
 from .lengths import length_findings
 from .models import EMBEDDED_PREFIX, resolve_model_path
 from .parity import encode_template, parity_problems
 from .paths import check_file, experiment_dir
-from .plan import train_runs
+from .plan import train_runs, validation_text
 from .prompts import render_prompt
 from .serve import served_base, trained_base
-from .splits import dedupe, example_key, load_examples, stratified_order
+from .splits import dedupe, example_key, load_examples, split_errors, stratified_order
 from .trainargs import method_problems, method_warnings, train_args_findings, trains_whole_model
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,8 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             warnings.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}, e.g. "
                             f"{_show(next(ex for ex in test if example_key(ex) in overlap))}; they are left out "
                             "of training")
-        pool = len(examples) - len(overlap)
-    else:
-        if cfg.data.test_size >= len(examples):
-            errors.append(f"data.test_size={cfg.data.test_size} leaves nothing to train on ({len(examples)} "
-                          "distinct examples)")
-        pool = len(examples) - cfg.data.test_size
+    errors += split_errors(cfg, len(examples), len(overlap) if test else 0)
+    if not test:
         if cfg.task.closed_labels:
             held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
             absent = [lab for lab in cfg.task.labels if held[lab] == 0]
@@ -119,10 +115,6 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             n_long = sum(1 for n in lengths if n > LONG_TAIL * max(median, 1))
             warnings.append(f"{src}: {n_long} text(s) longer than {LONG_TAIL}x the median of {median} characters "
                             f"(the longest {longest}); see the token lengths per model below")
-    too_big = [s for s in cfg.train_sizes if s > pool]
-    if too_big:
-        errors.append(f"train_sizes: {too_big} larger than the {max(pool, 0)} examples left for training after "
-                      "the test set; lower them or bring more data")
     return errors, warnings
 
 
@@ -315,10 +307,11 @@ def full_check(cfg: ExperimentConfig, stage: str | None = None) -> CheckReport:
                 lengths = length_findings(cfg)
                 errors += lengths.errors
                 warnings += lengths.warnings
-                notes = lengths.notes
+                notes = ([validation_text(cfg)] if cfg.data.val_size else []) + lengths.notes
             args_errors, args_warnings = args_check.result()
         errors += method_problems(cfg) + args_errors
-        warnings += args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg) + method_warnings(cfg)
+        warnings += (args_warnings + served_base_warnings(cfg) + architecture_warnings(cfg) + method_warnings(cfg)
+                     + selection_warnings(cfg))
     report = CheckReport(list(dict.fromkeys(errors)), warnings, notes)
     if "train" in stages and experiment_dir(cfg.name).parent.is_dir():
         experiment_dir(cfg.name).mkdir(exist_ok=True)
@@ -353,6 +346,18 @@ def problems(cfg: ExperimentConfig, stage: str) -> list[str]:
         if not _executable(py):
             out.append(f"eval.vllm_python: {py} not found; run `bash shell/setup.sh serve` or set eval.vllm_python")
     return out
+
+
+def selection_warnings(cfg: ExperimentConfig) -> list[str]:
+    """eval.select: val with runs that keep no checkpoint (train.save_epochs none before their last epoch)."""
+    if cfg.eval.select != "val":
+        return []
+    alone = [r for r in train_runs(cfg) if not kept_epochs(cfg, r)]
+    if not alone:
+        return []
+    return [f"eval.select: val: {len(alone)} run(s) keep no checkpoint before their last epoch (train.save_epochs "
+            f"{cfg.train.save_epochs}), e.g. {alone[0].run_id} ({budget(cfg, alone[0]).text()}): they report their "
+            "final adapter"]
 
 
 def served_base_warnings(cfg: ExperimentConfig) -> list[str]:

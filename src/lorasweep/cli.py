@@ -21,9 +21,10 @@ from .overrides import show_recorded_overrides
 from .plan import eval_runs, plan_text, train_runs
 from .procs import LockError
 from .report import write_report
-from .results import collect_results, summary_table
+from .results import collect_results, reported_rows, summary_table
+from .runspec import TEST, VAL
 from .score import score_runs
-from .splits import load_test, prepare_data
+from .splits import load_split, prepare_data
 from .train import resolved_train_yaml, run_training
 
 log = logging.getLogger("lorasweep")
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "results":
             df = collect_results(cfg)
-            print(summary_table(df).to_string() if len(df) else "no scored runs yet")
+            print(summary_table(reported_rows(df)).to_string() if len(df) else "no scored runs yet")
             return 0
     except (ConfigError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -161,6 +162,8 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kv-cache-tokens", type=int, help="the server's KV cache size, for eval.concurrency: auto")
     ap.add_argument("--share", type=int, default=1,
                     help="client processes scoring this server at once (each takes this share of concurrency)")
+    ap.add_argument("--split", choices=(TEST, VAL), default=TEST,
+                    help="the examples to score on: the test set, or the validation set (eval.select: val)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -180,8 +183,8 @@ def infer_eval_main(argv: list[str] | None = None) -> int:
         print("error: --runs must all belong to one base model (one server)", file=sys.stderr)
         return 2
     api_key = os.environ.get(tools.API_KEY_ENV, "EMPTY")
-    score_runs(cfg, runs, load_test(cfg), args.base_url, api_key, decodings=args.decoding,
-               kv_cache_tokens=args.kv_cache_tokens, share=max(1, args.share))
+    score_runs(cfg, runs, load_split(cfg, args.split), args.base_url, api_key, decodings=args.decoding,
+               kv_cache_tokens=args.kv_cache_tokens, share=max(1, args.share), split=args.split)
     return 0
 
 

@@ -211,6 +211,8 @@ class DataSpec(_Strict):
     test_file: str | None = Field(default=None,
                                   description="a fixed test file; otherwise test_size examples are held out")
     test_size: int = Field(default=200, ge=1, description="held-out test examples when test_file is not given")
+    val_size: int = Field(default=0, ge=0, description="validation examples held out once (stratified, after the "
+                          "test set; never trained on) for eval.select: val; 0: none")
     split_seed: int = Field(default=0, ge=0, le=MAX_SEED,
                             description="seed of the test hold-out (fixed across run seeds)")
     generate_size: int = Field(default=2000, ge=10, description="examples to generate for 'generate:' sources")
@@ -323,6 +325,11 @@ class EvalSpec(_Strict):
                               "that do not copy each token's adapter weights (same outputs); all of a model's "
                               "adapters batched together); false leaves vLLM's defaults")
     include_base: bool = Field(default=True, description="also score each base model zero-shot (train size 0)")
+    select: Literal["last", "val"] = Field(
+        default="last", description="the checkpoint a trained run reports: last (its final adapter) or val (of its "
+                                    "final adapter and the ones kept after train.save_epochs, the one with the best "
+                                    "headline score on the data.val_size validation examples, chosen before its "
+                                    "test answers are read; ties: the earlier epoch)")
     quantized_base: bool = Field(default=True, description="score QLoRA adapters on a base quantized as in training "
                                  "(a second vLLM server with bitsandbytes; GPU only); false: on the "
                                  "full-precision base")
@@ -489,6 +496,17 @@ class ExperimentConfig(_Strict):
             elif self.eval.baselines:
                 raise ValueError("eval.baselines: the classifier baselines are for classification tasks; "
                                  "set eval.baselines: [] for ner")
+        return self
+
+    @model_validator(mode="after")
+    def _selection_has_candidates(self) -> "ExperimentConfig":
+        if self.eval.select == "val":
+            missing = [k for k, ok in (("data.val_size", self.data.val_size > 0),
+                                       ("train.save_epochs", bool(self.train.save_epochs))) if not ok]
+            if missing:
+                raise ValueError(f"eval.select: val chooses each run's checkpoint on a validation set; it needs "
+                                 f"{' and '.join(missing)} (validation examples to score on, checkpoints kept "
+                                 "to choose among), or set eval.select: last")
         return self
 
     @model_validator(mode="after")

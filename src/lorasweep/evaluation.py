@@ -24,8 +24,9 @@ from .plan import baseline_runs, eval_runs
 from .procs import ExperimentLock, install_cleanup
 from .prompts import render_prompt
 from .results import collect_results
-from .runspec import MODEL_WEIGHTS, RunSpec
+from .runspec import MODEL_WEIGHTS, TEST, VAL, RunSpec
 from .score import client_processes, served_template
+from .selection import needs_val, record_selections
 from .serve import (
     FULL_BASE,
     GPU_MEMORY_SHARE,
@@ -92,6 +93,7 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
         scored = run_baselines(cfg, test)
         summary.scored += scored
         summary.skipped += [r for r in todo if r not in scored]
+    record_selections(cfg, eval_runs(cfg))   # (any a stopped eval scored on the validation set but left unrecorded)
     collect_results(cfg)
     summary.wall_s = time.time() - t0
     return summary
@@ -111,7 +113,12 @@ def _split_runs(cfg: ExperimentConfig, model_name: str, summary: EvalSummary) ->
 
 
 def _fully_scored(cfg: ExperimentConfig, run: RunSpec) -> bool:
-    return all(run.is_scored(d) for d in cfg.eval.decodings)
+    return all(run.is_scored(d, split) for split in _splits(cfg, run) for d in cfg.eval.decodings)
+
+
+def _splits(cfg: ExperimentConfig, run: RunSpec) -> list[str]:
+    """What a run is scored on: the validation set first when it is a candidate of a selection, then the test set."""
+    return [VAL, TEST] if needs_val(cfg, run) else [TEST]
 
 
 def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | None = None) -> EvalSummary:
@@ -290,26 +297,37 @@ def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trai
 
 
 def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec]) -> int:
-    """Score `runs` with infer_eval.py processes: the base model's run alone
-    first, then the adapters' runs split over eval.client_processes processes
-    at once. Returns the first non-zero exit code (0 when all succeeded)."""
-    base = [r for r in runs if r.is_base]
-    adapters = [r for r in runs if not r.is_base]
-    k = client_processes(cfg, len(adapters), bool(srv.gpus) or tools.has_nvidia_gpu())
-    rounds = [[base]] if base else []
-    if adapters:
-        rounds.append([adapters[i::k] for i in range(k)])
-    for groups in rounds:
-        procs = [_start_client(cfg, srv, group, len(groups)) for group in groups if group]
-        codes = [_wait(p) for p in procs]
-        if any(codes):
-            return next(c for c in codes if c)
+    """Score `runs` with infer_eval.py processes: with eval.select: val the
+    candidates on the validation set first, and each training run's choice
+    recorded (selection.py) before any of its test answers are asked for;
+    then on the test set. In each, the base model's run alone first, then the
+    adapters' runs split over eval.client_processes processes at once.
+    Returns the first non-zero exit code (0 when all succeeded)."""
+    for split in (VAL, TEST):
+        todo = [r for r in runs if split in _splits(cfg, r) and not all(r.is_scored(d, split)
+                                                                      for d in cfg.eval.decodings)]
+        base = [r for r in todo if r.is_base]
+        adapters = [r for r in todo if not r.is_base]
+        k = client_processes(cfg, len(adapters), bool(srv.gpus) or tools.has_nvidia_gpu())
+        rounds = [[base]] if base else []
+        if adapters:
+            rounds.append([adapters[i::k] for i in range(k)])
+        for groups in rounds:
+            procs = [_start_client(cfg, srv, group, len(groups), split) for group in groups if group]
+            codes = [_wait(p) for p in procs]
+            if any(codes):
+                return next(c for c in codes if c)
+        if split == VAL:
+            record_selections(cfg, runs)
     return 0
 
 
-def _start_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec], share: int) -> subprocess.Popen:
+def _start_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec], share: int,
+                  split: str = TEST) -> subprocess.Popen:
     argv = [sys.executable, str(checkout_root() / "infer_eval.py"), str(cfg.path), "--base-url", srv.base_url,
             "--runs", *[r.run_id for r in runs], "--share", str(share)]
+    if split != TEST:
+        argv += ["--split", split]
     kv = kv_cache_tokens(srv.log_path)
     if kv:
         argv += ["--kv-cache-tokens", str(kv)]

@@ -105,6 +105,11 @@ def test_file(name: str) -> Path:
     return data_dir(name) / "test.json"
 
 
+def val_file(name: str) -> Path:
+    """The validation set (data.val_size): what eval.select: val chooses checkpoints on."""
+    return data_dir(name) / "val.json"
+
+
 def embeddings_cache(name: str) -> Path:
     return data_dir(name) / "embeddings-minilm.npz"
 

@@ -39,6 +39,17 @@ def baseline_runs(cfg: ExperimentConfig) -> list[RunSpec]:
             for b in cfg.eval.baselines for size in cfg.train_sizes for seed in cfg.seeds]
 
 
+def validation_text(cfg: ExperimentConfig) -> str:
+    """What data.val_size and eval.select do, in one line (plan and check say it)."""
+    v = cfg.data.val_size
+    if cfg.eval.select == "val":
+        return (f"validation: {v} examples held out (data.val_size), apart from the test set and every training "
+                f"subset; eval.select: val: each trained run reports the test score of its checkpoint (kept after "
+                f"epochs {cfg.train.save_epochs}, or final) best on them, so a point at n uses n + {v} labels")
+    return (f"validation: {v} examples held out (data.val_size) and not used (eval.select: last: each run reports "
+            "its final adapter)")
+
+
 def plan_text(cfg: ExperimentConfig) -> str:
     """What `lorasweep plan` / `train.sh --dry-run` print: one line per run with its state."""
     runs = train_runs(cfg)
@@ -64,6 +75,8 @@ def plan_text(cfg: ExperimentConfig) -> str:
     if cfg.train.save_epochs:
         lines.append(f"  + {len(checkpoint_runs(cfg))} checkpoint(s) kept after epochs {cfg.train.save_epochs} and "
                      "scored by eval (the epoch curve)")
+    if cfg.data.val_size:
+        lines.append(f"  {validation_text(cfg)}")
     if cfg.eval.baselines:
         lines.append(f"  + {len(baseline_runs(cfg))} baseline run(s) ({', '.join(cfg.eval.baselines)}) fitted by eval")
     lines.append(f"  decoding: {', '.join(cfg.eval.decodings)}")

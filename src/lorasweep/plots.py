@@ -174,7 +174,8 @@ def epoch_points(df):
 def plot_epoch_curves(df, metric="score"):
     """Score against epochs, one panel per series, one line per train size
     (mean over seeds): where a longer training stops paying, at each size.
-    The kept checkpoints are test-set scores of one run, not a selection."""
+    The kept checkpoints are test-set scores of one run, not a selection (with
+    eval.select: val each panel says so: the validation set chose)."""
     import matplotlib.pyplot as plt
 
     pts = epoch_points(df)
@@ -186,7 +187,8 @@ def plot_epoch_curves(df, metric="score"):
         for size, g in pts[pts["curve"] == curve].groupby("size"):
             mean = g.groupby("epochs")[metric].mean()
             ax.plot(mean.index, mean.values, "-o", color=colours[size], label=f"n={int(size)}")
-        ax.set_title(curve, fontsize=10)
+        # with eval.select: val the validation set chose each run's checkpoint; these test scores did not
+        ax.set_title(curve + ("\ntest set: not used for selection" if "selected" in pts else ""), fontsize=10)
         _score_axis(ax, "epochs trained", metric, legend_size=7)
     fig.tight_layout()
     return fig

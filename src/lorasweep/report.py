@@ -19,8 +19,9 @@ from .config import ExperimentConfig
 from .curves import FAMILIES, MAX_EXTRAPOLATION
 from .paths import report_file
 from .plots import epoch_points, plot_cost, plot_curves_with_fits, plot_epoch_curves, plot_loss_curves, use_cjk_font
-from .results import collect_results, training_curves
+from .results import SELECTION_COLUMNS, collect_results, reported_rows, training_curves
 from .runspec import is_baseline_model
+from .selection import selecting
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,23 @@ def _variants_line(cfg: ExperimentConfig, df) -> str:
     return text
 
 
+def _selection_line(cfg: ExperimentConfig) -> str:
+    """The validation set: the labels a point used besides its n, and what chose each run's checkpoint."""
+    v = cfg.data.val_size
+    if not v:
+        return ""
+    if not selecting(cfg):
+        return f" {v} validation examples were held out (data.val_size) and not used: each run reports its final " \
+               "adapter."
+    n = cfg.train_sizes[0]
+    metric = "entity micro-F1" if cfg.task.type == "ner" else "macro-F1"
+    return (f" <b>Scores are validation-selected</b>: each trained run reports the test score of its checkpoint (the "
+            f"final adapter or one kept after epochs {cfg.train.save_epochs}) with the best {metric} on {v} "
+            "validation examples, held out from the test set and from every training subset, chosen before its "
+            "test answers were read (a tie goes to the earlier epoch). Those validation labels are used besides "
+            f"each point's n: the point at n={n:,} used {n:,} + {v:,} = {n + v:,} labels.")
+
+
 def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 1000, seed: int = 0,
                  out: Path | None = None) -> Path:
     """One self-contained HTML file (figures embedded) with all of the above."""
@@ -178,16 +196,16 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     matplotlib.use("Agg")
     use_cjk_font()
     t0 = time.time()
-    df = collect_results(cfg)
-    if df.empty:
+    everything = collect_results(cfg)   # every scored row: with eval.select: val, every checkpoint's
+    if everything.empty:
         raise FileNotFoundError(f"no scored runs for experiment '{cfg.name}': run `bash shell/eval.sh` first")
-    df = with_intervals(cfg, df, n_resamples, seed)
+    df = with_intervals(cfg, reported_rows(everything), n_resamples, seed)
     answers = curve_answers(df, target, cfg, seed=seed)
     sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
                 f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
                 f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
                 f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.train.budget.text()}"
-                f"{_steps_line(df)}.{_variants_line(cfg, df)} Score = "
+                f"{_steps_line(df)}.{_variants_line(cfg, df)}{_selection_line(cfg)} Score = "
                 f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
                 f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
     sizes = sorted(int(s) for s in df["size"].unique() if s > 0)
@@ -207,8 +225,9 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
                     f"<ul class='answers'>{items}</ul>")
 
     sections.append("<h2>Results with confidence intervals</h2>")
-    tab = df[["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
-              "accuracy_high", "invalid", "n"]].sort_values(["series", "size", "seed"]).set_index("series")
+    shown = ["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
+             "accuracy_high", "invalid", "n"] + [c for c in SELECTION_COLUMNS if c in df]
+    tab = df[shown].sort_values(["series", "size", "seed"]).set_index("series")
     sections.append(_table(tab, fmt=_fmt))
     seeds = df.groupby(["series", "size"])["score"].agg(["mean", "std", "count"]).reset_index().set_index("series")
     sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
@@ -234,15 +253,22 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
             sections.append(f"<h3>train size {int(size)}</h3>" + _table(
                 cell, highlight=_sig))
 
-    if len(epoch_points(df)):
-        sections.append("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
-                        "train.save_epochs, and its final one, scored on the test set: where longer training stops "
-                        "paying, per train size (the paired comparisons above include the kept checkpoints as "
-                        "series of their own, e.g. <i>model / free / e5</i>). These are test-set scores of "
-                        "checkpoints of one run, shown as a curve; none was chosen by them.</p>")
+    if len(epoch_points(everything)):
+        if selecting(cfg):
+            sections.append("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
+                            "train.save_epochs, and its final one, scored on the test set: where longer training "
+                            "stops paying, per train size. These test-set scores are <b>not used for selection</b>: "
+                            "the validation set chose each run's reported checkpoint (the <i>selected</i> column "
+                            "above) before its test answers were read.</p>")
+        else:
+            sections.append("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
+                            "train.save_epochs, and its final one, scored on the test set: where longer training "
+                            "stops paying, per train size (the paired comparisons above include the kept "
+                            "checkpoints as series of their own, e.g. <i>model / free / e5</i>). These are test-set "
+                            "scores of checkpoints of one run, shown as a curve; none was chosen by them.</p>")
         sections.append(f'<img class="figure" alt="score against epochs" src="data:image/png;base64,'
-                        f'{_png(plot_epoch_curves(df))}">')
-    curves = training_curves(cfg, df)
+                        f'{_png(plot_epoch_curves(everything))}">')
+    curves = training_curves(cfg, everything)
     if len(curves):
         sections.append("<h2>Training loss</h2><p>Per run, from LLaMA-Factory's trainer_log.jsonl (one point per "
                         "logged step).</p>")

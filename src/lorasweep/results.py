@@ -14,10 +14,12 @@ from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text, r
 from .baselines import DECODING as BASELINE_DECODING
 from .budget import budget
 from .config import ExperimentConfig
+from .metrics import headline_metric
 from .overrides import recorded_overrides_hint
 from .paths import experiment_dir, results_file
 from .plan import baseline_runs, eval_runs
-from .runspec import RunSpec, is_baseline_model, scored_on_disk
+from .runspec import VAL, RunSpec, is_baseline_model, scored_on_disk
+from .selection import label, needs_val, read_selection, selecting
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,10 @@ COLUMNS = ["run_id", "model", "prompt", "variant", "checkpoint", "trained_base",
            "f1_weighted", "precision_weighted", "recall_weighted", "f1_micro", "precision_micro", "recall_micro",
            "exact_match", "invalid", "invalid_rate", "epochs", "steps", "train_wall_s", "train_samples_per_s",
            "train_loss", "train_tokens_seen", "train_peak_rss_gb", "score_s"]
-# The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
-HEADLINE = {"ner": "f1_micro"}
+# With eval.select: val: the run's validation-selected checkpoint ("e<k>" or "last", on that row only) and each
+# candidate's own headline score on the validation set.
+SELECTION_COLUMNS = ["selected", "val_score"]
+COST = ["train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen", "train_peak_rss_gb"]
 
 
 def collect_results(cfg: ExperimentConfig):
@@ -46,6 +50,7 @@ def collect_results(cfg: ExperimentConfig):
                     "%s%s; the plan names fewer%s", len(outside), ", ".join(r.run_id for r, _ in outside[:6]),
                     " ..." if len(outside) > 6 else "", recorded_overrides_hint(cfg))
     rows = []
+    unselected = set()
     for r, d in scored:
         m = read_json(r.metrics_file(d))
         metrics = m["metrics"]
@@ -53,7 +58,7 @@ def collect_results(cfg: ExperimentConfig):
                "checkpoint": "",
                "decoding": d, "size": r.size,
                "seed": r.seed, "in_plan": (r, d) in planned, "task": cfg.task.type, "score_s": m.get("score_s"),
-               "score": metrics.get(HEADLINE.get(cfg.task.type, "f1_macro")),
+               "score": metrics.get(headline_metric(cfg.task.type)),
                # the base weights the adapter was trained against and scored on (serve.py; "full" before QLoRA)
                "trained_base": m.get("trained_base", "full"), "served_base": m.get("served_base", "full")}
         row.update({k: metrics[k] for k in COLUMNS if k in metrics})
@@ -65,8 +70,22 @@ def collect_results(cfg: ExperimentConfig):
             t = read_json(r.trained_marker)
             row.update({k: t.get(k) for k in ("epochs", "steps", "train_wall_s", "train_samples_per_s", "train_loss",
                                               "train_tokens_seen", "train_peak_rss_gb")})
+        if selecting(cfg):
+            row.update(selected="", val_score=None)
+            if needs_val(cfg, r):
+                if r.is_scored(d, VAL):
+                    row["val_score"] = read_json(r.metrics_file(d, VAL))["metrics"].get(headline_metric(cfg.task.type))
+                chosen = read_selection(r, d)
+                if chosen is None:
+                    unselected.add((r.training_run, d))
+                elif chosen["selected"] == label(r):
+                    row["selected"] = label(r)
         rows.append(row)
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    if unselected:
+        log.warning("results: %d trained run(s) have no validation selection yet (a checkpoint not scored on the "
+                    "validation set), e.g. %s: left out of the reported scores until eval scores it",
+                    len(unselected), next(iter(unselected))[0].run_id)
+    df = pd.DataFrame(rows, columns=COLUMNS + (SELECTION_COLUMNS if selecting(cfg) else []))
     atomic_write_pickle(results_file(cfg.name, "pkl"), df)
     atomic_write_text(results_file(cfg.name, "csv"), df.to_csv(index=False))
     atomic_write_json(results_file(cfg.name, "json"), df.to_dict(orient="records"))
@@ -118,6 +137,26 @@ def training_curves(experiment: str | ExperimentConfig, df):
                              "epoch": rec.get("epoch"), "loss": rec["loss"]})
     return pd.DataFrame(rows, columns=["run_id", "model", "prompt", "variant", "size", "seed", "step", "epoch",
                                        "loss"])
+
+
+def reported_rows(df):
+    """The rows learning curves, intervals and comparisons use: every row; with
+    eval.select: val (a `selected` column) each trained run once, as its
+    validation-selected checkpoint under the run's own series name (checkpoint
+    blank, the run's training cost), and no other checkpoint (those are the
+    epoch curve's, test scores not used for selection)."""
+    if "selected" not in df:
+        return df
+    trained = (df["size"] > 0) & ~baseline_rows(df)
+    out = df[~trained | (df["selected"] != "")].copy()
+    keys = ["model", "prompt", "variant", "size", "seed", "decoding"]   # a training run's coordinates and mode
+    final = {tuple(r[keys]): r[COST] for _, r in df[trained & (df["checkpoint"] == "")].iterrows()}
+    for i in out.index[(out["selected"] != "") & (out["checkpoint"] != "")]:
+        key = tuple(out.loc[i, keys])
+        if key in final:
+            out.loc[i, COST] = final[key].to_numpy()
+    out.loc[out["selected"] != "", "checkpoint"] = ""
+    return out.reset_index(drop=True)
 
 
 def baseline_rows(df):

@@ -25,6 +25,8 @@ stage reads or writes in that folder is named here and nowhere else:
     predictions.<mode>.jsonl  one line per test example                (score writes)
     result.<mode>.pkl         the RunResult                            (score writes)
     metrics.<mode>.json       "scored in <mode>", atomically, last     (score writes)
+    val_<file>                the same four on the validation set      (score writes, eval.select: val)
+    selection.<mode>.json     the checkpoint chosen on the validation set (selection writes, eval.select: val)
 
 The training set a run reads is data/<exp>/train_[<prompt>__]n<size>_seed<seed>.json,
 registered in dataset_info.json as <exp>__[<prompt>__]n<size>_seed<seed>.
@@ -58,6 +60,14 @@ TRAINED_MARKER = "train_result.json"
 FAILED_MARKER = "train_failed.json"
 ATTEMPTS = ".attempts"
 METRICS_PREFIX = "metrics."
+TEST, VAL = "test", "val"                 # the examples a run is scored on: the test set, the validation set
+
+
+def _on(split: str) -> str:
+    """The prefix of a run's scoring files on `split`: none on the test set, val_ on the validation set
+    (so that metrics.<mode>.json, which scored_on_disk finds, is always the test set's)."""
+    assert split in (TEST, VAL), split
+    return "" if split == TEST else f"{VAL}_"
 
 
 @dataclass(frozen=True)
@@ -181,19 +191,23 @@ class RunSpec:
     def attempts_file(self) -> Path:
         return self.folder() / ATTEMPTS
 
-    def partial_answers(self, decoding: str) -> Path:
+    def partial_answers(self, decoding: str, split: str = TEST) -> Path:
         """Answers received so far, one JSON line each, appended as they arrive;
         a rerun (after a kill or a server restart) asks only for the missing ones."""
-        return self.folder() / f"answers.{decoding}.partial.jsonl"
+        return self.folder() / f"{_on(split)}answers.{decoding}.partial.jsonl"
 
-    def predictions_file(self, decoding: str) -> Path:
-        return self.folder() / f"predictions.{decoding}.jsonl"
+    def predictions_file(self, decoding: str, split: str = TEST) -> Path:
+        return self.folder() / f"{_on(split)}predictions.{decoding}.jsonl"
 
-    def result_file(self, decoding: str) -> Path:
-        return self.folder() / f"result.{decoding}.pkl"
+    def result_file(self, decoding: str, split: str = TEST) -> Path:
+        return self.folder() / f"{_on(split)}result.{decoding}.pkl"
 
-    def metrics_file(self, decoding: str) -> Path:
-        return self.folder() / f"{METRICS_PREFIX}{decoding}.json"
+    def metrics_file(self, decoding: str, split: str = TEST) -> Path:
+        return self.folder() / f"{_on(split)}{METRICS_PREFIX}{decoding}.json"
+
+    def selection_file(self, decoding: str) -> Path:
+        """A training run's validation selection (eval.select: val): its candidates' scores and the one chosen."""
+        return self.folder() / f"selection.{decoding}.json"
 
     # --- its state ---------------------------------------------------------------
 
@@ -205,8 +219,8 @@ class RunSpec:
     def has_failed(self) -> bool:
         return self.failed_marker.is_file()
 
-    def is_scored(self, decoding: str) -> bool:
-        return self.metrics_file(decoding).is_file()
+    def is_scored(self, decoding: str, split: str = TEST) -> bool:
+        return self.metrics_file(decoding, split).is_file()
 
     def state(self) -> str:
         """trained / failed / to train, from the marker files."""
@@ -222,7 +236,8 @@ class RunSpec:
         seed = row["seed"]
         size = int(row["size"])
         seed = None if size == 0 or seed is None or seed != seed else int(seed)   # seed != seed: NaN
-        checkpoint = str(row.get("checkpoint") or "")
+        # a validation-selected row (results.reported_rows) is its chosen checkpoint's: "e<k>", or "last"
+        checkpoint = str(row.get("selected") or row.get("checkpoint") or "")
         epoch = int(checkpoint[1:]) if checkpoint.startswith("e") and checkpoint[1:].isdigit() else None
         return cls(experiment, row["model"], size, seed, row.get("prompt") or None, row.get("variant") or None,
                    epoch)

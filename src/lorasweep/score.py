@@ -31,7 +31,7 @@ from .models import resolve_model_path
 from .ner import parse_answer
 from .parity import served_stop_ids
 from .prompts import render_prompt
-from .runspec import RunSpec
+from .runspec import TEST, RunSpec
 from .serve import served_base, trained_base
 
 log = logging.getLogger(__name__)
@@ -160,13 +160,13 @@ class AnswerBook:
     the run's partial-answers file as it arrives; opening the book again after
     a kill or a server restart resumes from those files."""
 
-    def __init__(self, keys: list[Key], n: int):
+    def __init__(self, keys: list[Key], n: int, split: str = TEST):
         self.n = n
         self.raw: dict[Key, list[str | None]] = {}
         self.finished_at: dict[Key, float] = {}
         self._files = {}
         for run, mode in keys:
-            path = run.partial_answers(mode)
+            path = run.partial_answers(mode, split)
             done = self._read(path)
             self.raw[(run, mode)] = [done.get(i) for i in range(n)]
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,17 +206,18 @@ class AnswerBook:
 
 def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], base_url: str, api_key: str,
                decodings: list[str] | None = None, kv_cache_tokens: int | None = None, share: int = 1,
-               ) -> dict[tuple[str, str], RunResult]:
+               split: str = TEST) -> dict[tuple[str, str], RunResult]:
     """Score `runs` (all served by one server) on `test` in each decoding mode;
     the requests of all runs and modes share one pool (see choose_concurrency;
-    `share`: how many client processes score this server's runs at once)."""
+    `share`: how many client processes score this server's runs at once).
+    `split`: which examples `test` holds, the test set or the validation set (its own files per run)."""
     decodings = decodings or cfg.eval.decodings
-    keys = [(r, d) for r in runs for d in decodings if not r.is_scored(d)]
+    keys = [(r, d) for r in runs for d in decodings if not r.is_scored(d, split)]
     if not keys:
         return {}
     model = cfg.model(runs[0].model)
     prompts = {p: [render_prompt(cfg.task, ex, p) for ex in test] for p in {r.prompt for r in runs}}
-    book = AnswerBook(keys, len(test))
+    book = AnswerBook(keys, len(test), split)
     started = time.time()
     try:
         _ask_all(cfg, model, keys, prompts, book, base_url, api_key, kv_cache_tokens, share)
@@ -226,10 +227,11 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
     for run, mode in keys:
         res = build_result(cfg, run, mode, test, [t or "" for t in book.raw[(run, mode)]])
         res.score_s = round(book.finished_at.get((run, mode), time.time()) - started, 2)
-        write_run_result(run, res, test)
-        run.partial_answers(mode).unlink(missing_ok=True)
+        write_run_result(run, res, test, split)
+        run.partial_answers(mode, split).unlink(missing_ok=True)
         results[(run.run_id, mode)] = res
-        log.info("score %s [%s]: %s", run.run_id, mode, headline(res.metrics))
+        log.info("score %s [%s]%s: %s", run.run_id, mode, "" if split == TEST else f" on the {split} set",
+                 headline(res.metrics))
     return results
 
 
@@ -341,8 +343,9 @@ def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[
                      references=references, raw=answers, predictions=preds, metrics=metrics)
 
 
-def write_run_result(run: RunSpec, res: RunResult, test: list[dict]) -> None:
-    """predictions.<mode>.jsonl, result.<mode>.pkl, then metrics.<mode>.json (the "scored" marker)."""
+def write_run_result(run: RunSpec, res: RunResult, test: list[dict], split: str = TEST) -> None:
+    """predictions.<mode>.jsonl, result.<mode>.pkl, then metrics.<mode>.json (the "scored" marker);
+    on the validation set, their val_ namesakes."""
     run.folder().mkdir(parents=True, exist_ok=True)
     lines = []
     for i, ex in enumerate(test):
@@ -355,7 +358,7 @@ def write_run_result(run: RunSpec, res: RunResult, test: list[dict]) -> None:
             rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": pred,
                    "valid": pred != INVALID, "correct": pred == ex["label"]}
         lines.append(json.dumps(rec, ensure_ascii=False))
-    atomic_write_text(run.predictions_file(res.decoding), "\n".join(lines) + "\n")
-    atomic_write_pickle(run.result_file(res.decoding), res)
+    atomic_write_text(run.predictions_file(res.decoding, split), "\n".join(lines) + "\n")
+    atomic_write_pickle(run.result_file(res.decoding, split), res)
     summary = {k: v for k, v in asdict(res).items() if k not in ("references", "raw", "predictions")}
-    atomic_write_json(run.metrics_file(res.decoding), summary)   # the "scored" marker, written last
+    atomic_write_json(run.metrics_file(res.decoding, split), summary)   # the "scored" marker, written last

@@ -11,14 +11,14 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import demo_data
 from .atomic import atomic_write_text
 from .config import ConfigError, ExperimentConfig
 from .ner import abridged, entities_from_row, format_answer
-from .paths import data_dir, dataset_info, repo_root, test_file
+from .paths import data_dir, dataset_info, repo_root, test_file, val_file
 from .plan import train_runs
 from .prompts import render_prompt
 
@@ -32,6 +32,7 @@ GENERATORS = {"people_relations": demo_data.generate, "patents": demo_data.gener
 class Splits:
     pool: list[dict[str, str]]   # every example that may be trained on
     test: list[dict[str, str]]   # the fixed test set
+    val: list[dict[str, str]] = field(default_factory=list)   # the validation set (data.val_size), or none
 
 
 def _read_saved_dataset(path: Path, split: str | None, default_split: str) -> list[dict]:
@@ -431,25 +432,56 @@ def stratified_order(examples: list[dict[str, str]], seed: int) -> list[dict[str
     return [ex for _, _, ex in keyed]
 
 
+def split_errors(cfg: ExperimentConfig, n_examples: int, n_overlap: int = 0) -> list[str]:
+    """What the held-out sets leave for training, as errors (make_splits raises
+    the first, check lists them all): `n_examples` distinct examples in the
+    source, `n_overlap` of them in a given test file (left out of training)."""
+    d, errors = cfg.data, []
+    if d.test_file:
+        rest, after = n_examples - n_overlap, "the test file's"
+    else:
+        rest, after = n_examples - d.test_size, f"the {d.test_size} test"
+        if rest <= 0:
+            errors.append(f"data.test_size={d.test_size} leaves nothing to train on ({n_examples} distinct "
+                          "examples)")
+    if d.val_size and rest > 0 and d.val_size >= rest:
+        errors.append(f"data.val_size={d.val_size} leaves nothing to train on ({n_examples} distinct examples, "
+                      f"{n_examples - rest} held out for the test set); lower it or bring more data")
+    pool = rest - d.val_size
+    too_big = [s for s in cfg.train_sizes if s > pool]
+    if too_big:
+        held = f"{after} and {d.val_size} validation examples" if d.val_size else "the test set"
+        errors.append(f"train_sizes: {too_big} larger than the {max(pool, 0)} examples left for training after "
+                      f"{held}; lower them or bring more data")
+    return errors
+
+
 def make_splits(cfg: ExperimentConfig) -> Splits:
-    """Test set and training pool. Duplicates are kept once (first occurrence);
-    with a given test file, its examples are left out of the pool."""
+    """Test set, validation set (data.val_size) and training pool, disjoint.
+    Duplicates are kept once (first occurrence); with a given test file, its
+    examples are left out of the pool. The validation set is held out once
+    from what the test set leaves, stratified, by the split seed alone: every
+    seed's training subsets are drawn from the rest."""
     examples = dedupe(load_examples(cfg, cfg.data.source))[0]
+    v = cfg.data.val_size
     if cfg.data.test_file:
         test = dedupe(load_examples(cfg, cfg.data.test_file, split="test"))[0]
         test_texts = {example_key(ex) for ex in test}
         pool = [ex for ex in examples if example_key(ex) not in test_texts]
+        errors = split_errors(cfg, len(examples), len(examples) - len(pool))
+        val = stratified_order(pool, seed=cfg.data.split_seed)[:v] if v else []
+        held = {example_key(ex) for ex in val}
+        pool = [ex for ex in pool if example_key(ex) not in held]   # the pool keeps its order
     else:
-        if cfg.data.test_size >= len(examples):
-            raise ConfigError(f"data.test_size={cfg.data.test_size} leaves nothing to train on "
-                              f"({len(examples)} examples)")
+        errors = split_errors(cfg, len(examples))
+        # one stratified order: the test set, then the validation set, then the pool (each window of the
+        # order is close to stratified, e.g. test 0..199, validation 200..299, pool 300..)
         ordered = stratified_order(examples, seed=cfg.data.split_seed)
-        test, pool = ordered[: cfg.data.test_size], ordered[cfg.data.test_size:]
-    biggest = max(cfg.train_sizes)
-    if biggest > len(pool):
-        raise ConfigError(f"train_sizes: {biggest} is larger than the {len(pool)} examples left "
-                          "for training after the test set; lower it or bring more data")
-    return Splits(pool=pool, test=test)
+        t = cfg.data.test_size
+        test, val, pool = ordered[:t], ordered[t:t + v], ordered[t + v:]
+    if errors:
+        raise ConfigError(errors[0])
+    return Splits(pool=pool, test=test, val=val)
 
 
 def example_key(ex: dict[str, str]) -> tuple:
@@ -502,6 +534,8 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
     splits = make_splits(cfg)
     data_dir(cfg.name).mkdir(parents=True, exist_ok=True)
     _write_json(test_file(cfg.name), splits.test)
+    if splits.val:
+        _write_json(val_file(cfg.name), splits.val)
     root = repo_root()
     orders = {seed: stratified_order(splits.pool, seed=seed) for seed in cfg.seeds}
     entries = {}
@@ -513,8 +547,9 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
                                 "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
     register_datasets(dataset_info(), entries)
     counts = Counter(stratum(ex) for ex in splits.test)
-    log.info("data: %d test examples (%d strata), %d in the training pool, %d train files in %s",
-             len(splits.test), len(counts), len(splits.pool), len(entries), data_dir(cfg.name))
+    val = f", {len(splits.val)} validation examples" if splits.val else ""
+    log.info("data: %d test examples (%d strata)%s, %d in the training pool, %d train files in %s",
+             len(splits.test), len(counts), val, len(splits.pool), len(entries), data_dir(cfg.name))
     return splits
 
 
@@ -531,7 +566,13 @@ def register_datasets(path: Path, entries: dict[str, dict]) -> None:
 
 
 def load_test(cfg: ExperimentConfig) -> list[dict[str, str]]:
-    path = test_file(cfg.name)
+    return load_split(cfg, "test")
+
+
+def load_split(cfg: ExperimentConfig, split: str) -> list[dict[str, str]]:
+    """The test or the validation ("val") examples, as prepare_data wrote them (written first when missing)."""
+    path = test_file(cfg.name) if split == "test" else val_file(cfg.name)
     if not path.is_file():
-        return prepare_data(cfg).test
+        splits = prepare_data(cfg)
+        return splits.test if split == "test" else splits.val
     return json.loads(path.read_text(encoding="utf-8"))

@@ -4,10 +4,14 @@ by the real vLLM server (the CPU backend has no bitsandbytes: the QLoRA
 adapter is scored on the full-precision base, and the results say so),
 scored, and compared pairwise in the report. Each run trains two epochs and
 keeps its adapter after the first (train.save_epochs): the kept checkpoints are
-served beside the final adapters and scored, the epoch curve's points. Beside
-them a full fine-tuning variant: the whole model saved, served from a vLLM
-server of its own with the same parity check, scored, then its weights deleted
-(eval.delete_full_weights); save_epochs is not applied to it."""
+served beside the final adapters and scored, the epoch curve's points. With a
+validation set (data.val_size) and eval.select: val, both checkpoints of each
+run are scored on it too, the better one is recorded before the test answers
+are read, and the run reports that checkpoint's test score. Beside them a full
+fine-tuning variant: the whole model saved, served from a vLLM server of its
+own with the same parity check, scored, then its weights deleted
+(eval.delete_full_weights); save_epochs is not applied to it, so its last
+epoch is its only candidate."""
 import json
 import os
 import pickle
@@ -25,13 +29,13 @@ def test_lora_qlora_and_full_variants_trained_served_scored_and_compared(tmp_pat
     (tmp_path / "experiments").mkdir()
     exp = write_experiment(
         tmp_path / "experiments" / "var.yaml",
-        data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20},
+        data={"source": "generate:people_relations", "generate_size": 120, "test_size": 20, "val_size": 10},
         models=[{"name": "gemma", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[16], seeds=[1],
         variants={"lora": {}, "qlora": {"quantization_bit": 4},
                   "full": {"finetuning_type": "full", "learning_rate": 2.0e-5}},
         train={"args": {"num_train_epochs": 2, "learning_rate": 1.0e-3, "cutoff_len": 128}, "save_epochs": [1]},
-        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": [],
+        eval={"decoding": "free", "concurrency": 8, "max_model_len": 512, "baselines": [], "select": "val",
               "delete_full_weights": True})
     train, evaluate = run_stages(tmp_path, exp, "train", "eval")
     runs = tmp_path / "experiments" / "var" / "runs" / "gemma"
@@ -66,6 +70,25 @@ def test_lora_qlora_and_full_variants_trained_served_scored_and_compared(tmp_pat
     assert trained.loc["qlora", "trained_base"] == "bnb-4bit" and trained.loc["qlora", "served_base"] == "full"
     assert trained.loc["lora", "trained_base"] == trained.loc["lora", "served_base"] == "full"
     assert (trained["n"] == 20).all()
+    # the validation selection: both checkpoints scored on the 10 validation examples, the better one chosen
+    # (a tie: the earlier) and recorded, and its test score reported
+    for v in ("lora", "qlora"):
+        seed = runs / f"variant-{v}" / "n16" / "seed1"
+        record = json.loads((seed / "selection.free.json").read_text())
+        assert record["val_size"] == 10 and set(record["candidates"]) == {"e1", "last"}
+        best = max(record["candidates"].values())
+        assert record["selected"] == ("e1" if record["candidates"]["e1"] == best else "last")
+        assert record["val_score"] == best
+        for folder in (seed, seed / "epoch1"):
+            assert len((folder / "val_predictions.free.jsonl").read_text().splitlines()) == 10
+        rows = df[(df["variant"] == v) & (df["size"] == 16)]
+        chosen = rows[rows["selected"] != ""]
+        assert len(chosen) == 1 and chosen["selected"].iloc[0] == record["selected"]
+        assert chosen["checkpoint"].iloc[0] == ("" if record["selected"] == "last" else "e1")
+        assert sorted(rows["val_score"]) == sorted(record["candidates"].values())
+    # the full run keeps no checkpoint: its final model is its only candidate
+    record = json.loads((runs / "variant-full" / "n16" / "seed1" / "selection.free.json").read_text())
+    assert set(record["candidates"]) == {"last"} and record["selected"] == "last"
     # each variant's own train.yaml and the same training file
     yamls = {v: (runs / f"variant-{v}" / "n16" / "seed1" / "train.yaml").read_text() for v in ("lora", "qlora")}
     assert "quantization_bit: 4" in yamls["qlora"] and "quantization_bit" not in yamls["lora"]
@@ -81,4 +104,6 @@ def test_lora_qlora_and_full_variants_trained_served_scored_and_compared(tmp_pat
     assert "<h3>train size 16</h3>" in page and "gemma / lora / free" in page and "gemma / qlora / free" in page
     assert "gemma / full / free" in page
     assert "scored on the full-precision base" in page
-    assert "Score against epochs" in page and "gemma / lora / free / e1" in page
+    assert "Score against epochs" in page and "not used for selection" in page
+    assert "Scores are validation-selected" in page and "the point at n=16 used 16 + 10 = 26 labels" in page
+    assert "gemma / lora / free / e1" not in page          # a checkpoint is no series of its own: the choice is
