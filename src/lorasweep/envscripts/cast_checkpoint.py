@@ -7,15 +7,19 @@ LLaMA-Factory trains the parameters it tunes in float32 (unless pure_bf16), so a
 full-tuned bf16 model is saved as float32: twice the base's size on disk, e.g.
 a 7B model at 2 bytes a parameter is 14 GB, at 4 bytes 28 GB, for every run of
 the grid. This rewrites each float32 tensor of the saved safetensors files in the
-base's dtype (from its config.json) and sets the saved config's dtype to match.
-A float32 base (the CPU's embedded models) leaves the files as they are.
+dtype the base's own weights are stored in (the most common floating dtype of its
+safetensors files, else its config.json's dtype) and gives the saved config the
+base's declared dtype. The embedded Gemma, for one, stores bf16 weights under a
+config that says float32. A float32 base leaves the files as they are.
 
-Prints one JSON line: dtype (the base's), cast (tensors rewritten), bytes_before, bytes_after.
+Prints one JSON line: dtype (the base's weights'), cast (tensors rewritten), bytes_before, bytes_after.
 """
 from __future__ import annotations
 
 import json
+import struct
 import sys
+from collections import Counter
 from pathlib import Path
 
 _DTYPE_KEYS = ("dtype", "torch_dtype")
@@ -30,11 +34,27 @@ def base_dtype(config: dict) -> str | None:
     return None
 
 
+# safetensors' names of the floating dtypes, as torch names them
+_STORED = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+
+
+def stored_dtype(folder: Path) -> str | None:
+    """The most common floating dtype of the tensors in a checkpoint's safetensors
+    files, read from their headers (8 bytes of header length, then JSON)."""
+    seen: Counter = Counter()
+    for f in folder.glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        seen.update(v["dtype"] for k, v in header.items() if k != "__metadata__" and v.get("dtype") in _STORED)
+    return _STORED[seen.most_common(1)[0][0]] if seen else None
+
+
 def cast(saved: Path, base: Path) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    want = base_dtype(json.loads((base / "config.json").read_text()))
+    declared = base_dtype(json.loads((base / "config.json").read_text()))
+    want = stored_dtype(base) or declared
     files = sorted(saved.glob("*.safetensors"))
     before = sum(f.stat().st_size for f in files)
     target = getattr(torch, want, None) if want else None
@@ -52,7 +72,7 @@ def cast(saved: Path, base: Path) -> dict:
         for where in (config, config.get("text_config") or {}):
             for key in _DTYPE_KEYS:
                 if key in where:
-                    where[key] = want
+                    where[key] = declared or want
         cfg_path.write_text(json.dumps(config, indent=2) + "\n")
         index = saved / "model.safetensors.index.json"
         if index.is_file():   # the shards' total size changed with them
