@@ -22,6 +22,16 @@ def test_dry_run_prints_plan_and_resolved_yaml(sandbox, capsys):
     assert [line.split()[1] for line in out.splitlines() if "m1__n10__seed2" in line] == ["trained"]
 
 
+def test_dry_run_of_a_model_not_here_shows_the_plan_and_says_why_there_is_no_yaml(sandbox, capsys, monkeypatch):
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(sandbox / "ms"))
+    exp = write_experiment(sandbox / "experiments" / "x.yaml",
+                           models=[{"name": "glm", "path": "modelscope:ZhipuAI/glm-4-9b-chat", "template": "glm4"}])
+    assert main(["train", str(exp), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "glm__n10__seed1" in out and "Traceback" not in out
+    assert "no resolved LLaMA-Factory YAML: model glm: modelscope:ZhipuAI/glm-4-9b-chat: not in the ModelScope cache" in out
+
+
 def test_the_plan_says_how_many_runs_train_at_once_on_the_gpus(sandbox, capsys, monkeypatch):
     exp = write_experiment(sandbox / "experiments" / "x.yaml")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")

@@ -15,7 +15,7 @@ from . import __version__, tools
 from .check import full_check
 from .config import ConfigError, ExperimentConfig, load_experiment
 from .evaluation import run_eval
-from .models import availability
+from .models import ModelUnavailable, availability
 from .notebook import run_notebook
 from .overrides import show_recorded_overrides
 from .plan import eval_runs, plan_text, train_runs
@@ -146,8 +146,13 @@ def _plan(cfg: ExperimentConfig, show_yaml: bool) -> int:
     print(plan_text(cfg))
     if show_yaml:
         first = train_runs(cfg)[0]
+        try:
+            resolved = resolved_train_yaml(cfg, first)
+        except ModelUnavailable as e:   # the plan stands; its model paths are not resolved here
+            print(f"\nno resolved LLaMA-Factory YAML: model {first.model}: {e}")
+            return 0
         print(f"\nresolved LLaMA-Factory YAML of {first.run_id}:")
-        print(yaml.safe_dump(resolved_train_yaml(cfg, first), allow_unicode=True, sort_keys=False))
+        print(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
     return 0
 
 
