@@ -44,3 +44,20 @@ def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path)
     base = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log")
     assert base.argv[base.argv.index("--model") + 1] == str(model)
     assert "--gpu-memory-utilization" not in base.argv
+
+
+def test_a_full_tuned_run_whose_weights_were_deleted_fails_with_the_reason(sandbox):
+    from conftest import write_experiment
+    from lorasweep.evaluation import EvalSummary, _serve_whole_models
+    from lorasweep.plan import train_runs
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10],
+                                       variants={"full": {"finetuning_type": "full"}}))
+    run = train_runs(cfg)[0]
+    run.adapter_dir.mkdir(parents=True)
+    (run.adapter_dir / "config.json").write_text("{}")          # scored once, weights deleted since
+    run.trained_marker.write_text(json.dumps({"run_id": run.run_id}))
+    summary = EvalSummary()
+    _serve_whole_models(cfg, cfg.models[0], [run], None, None, summary)   # no server is started for it
+    assert "its weights are gone from" in summary.failed[run.run_id]
+    assert "train it again to score it" in summary.failed[run.run_id] and not summary.scored
