@@ -81,3 +81,19 @@ def test_epochs_of_the_wrong_type_leave_the_keys_for_check_to_report(sandbox):
     cfg = _cfg(sandbox, {"min_steps": 100}, args={"num_train_epochs": "abc"})
     run = train_runs(cfg)[0]
     assert budget(cfg, run).steps == 0 and run_keys(cfg, run)["num_train_epochs"] == "abc"
+
+
+def test_a_model_may_have_its_own_budget_and_the_plan_names_each(sandbox):
+    # m1 keeps train.budget (epochs); m2 gets at least 40 steps: n50 at batch 8 is 7 steps an epoch,
+    # 2 epochs = 14 < 40, so ceil(40 / 7) = 6 epochs = 42 steps
+    models = [{"name": "m1", "path": "embedded:gemma-3-270m", "template": "gemma"},
+              {"name": "m2", "path": "embedded:gemma-3-270m", "template": "gemma", "budget": {"min_steps": 40}}]
+    cfg = load_config(write_experiment(
+        sandbox / "experiments" / "x.yaml", train_sizes=[50, 100, 500], models=models,
+        train={"args": {"num_train_epochs": 2, "per_device_train_batch_size": 8}},
+        data={"source": "generate:people_relations", "generate_size": 800, "test_size": 100}))
+    small = {r.model: r for r in train_runs(cfg) if r.size == 50}
+    assert (budget(cfg, small["m1"]).steps, budget(cfg, small["m2"]).steps) == (14, 42)
+    assert resolved_train_yaml(cfg, small["m2"])["num_train_epochs"] == 6.0
+    assert resolved_train_yaml(cfg, small["m1"])["num_train_epochs"] == 2
+    assert "budget: m1: the same epochs for every size; m2: at least 40 optimizer steps" in plan_text(cfg)

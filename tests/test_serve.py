@@ -61,3 +61,27 @@ def test_a_full_tuned_run_whose_weights_were_deleted_fails_with_the_reason(sandb
     _serve_whole_models(cfg, cfg.models[0], [run], None, None, summary)   # no server is started for it
     assert "its weights are gone from" in summary.failed[run.run_id]
     assert "train it again to score it" in summary.failed[run.run_id] and not summary.scored
+
+
+def test_a_server_that_stopped_says_why_in_one_line(tmp_path):
+    # a stand-in server process: writes its last words and exits 3, as a vLLM server
+    # killed by an engine error would; state() gives the code and that line
+    import sys
+
+    from lorasweep.procs import Child
+
+    exp = tmp_path / "x.yaml"
+    exp.write_text(json.dumps({"name": "x", "task": {"type": "text_classification", "labels": ["a", "b"],
+                                                     "prompt": "{text}"},
+                               "data": {"source": "d.jsonl"}, "train_sizes": [10],
+                               "models": [{"name": "m1", "path": str(tmp_path), "template": "gemma"}]}))
+    cfg = load_config(exp)
+    srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log")
+    assert srv.state() == "the server was stopped"
+    srv.child = Child([sys.executable, "-c", "import time; print('loading'); time.sleep(30)"], srv.log_path)
+    assert srv.state() == "the server is running"
+    srv.child.stop()
+    srv.child = Child([sys.executable, "-c", "print('engine core died: RuntimeError: boom\\n'); raise SystemExit(3)"],
+                      srv.log_path)
+    srv.child.proc.wait()
+    assert srv.state() == "the server exited with code 3; its log ends: engine core died: RuntimeError: boom"

@@ -1,5 +1,6 @@
 """How long a run trains: train.budget turned into each run's epochs and
 optimizer steps, and the run's LLaMA-Factory keys with the budget applied.
+A model may have its own (models[].budget), else train.budget holds.
 
 With the same epochs for every size a small training set gets few optimizer
 steps (the demo's 50 examples, batch 8: 7 steps an epoch) where a large one
@@ -44,7 +45,7 @@ def budget(cfg: ExperimentConfig, run: RunSpec, args: dict | None = None) -> Bud
         epochs = float(args.get("num_train_epochs", 1.0))
     except (TypeError, ValueError):    # a batch size or epochs of the wrong type: check reports it
         return Budget(0.0, 0, 0)
-    b = cfg.train.budget
+    b = cfg.budget(run.model)
     if b.kind == "steps":
         return Budget(round(b.steps / spe, 4), b.steps, spe)
     if b.kind == "min_steps" and epochs * spe < b.steps:
@@ -69,9 +70,10 @@ def run_keys(cfg: ExperimentConfig, run: RunSpec) -> dict:
     if cfg.train.save_epochs and not cfg.trains_whole_model(run.model, run.variant):
         # an adapter after every epoch, weights only (no optimizer state); train keeps the ones asked for
         args.update(save_strategy="epoch", save_only_model=True)
-    if cfg.train.budget.kind == "steps":
+    kind = cfg.budget(run.model).kind
+    if kind == "steps":
         args["max_steps"] = b.steps
-    elif cfg.train.budget.kind == "min_steps" and b.steps and b.epochs != float(args.get("num_train_epochs", 1.0)):
+    elif kind == "min_steps" and b.steps and b.epochs != float(args.get("num_train_epochs", 1.0)):
         # raised; a run already over the minimum keeps its keys as they are (b.steps is 0 when the
         # epochs or batch size are of the wrong type: the keys stay as written for check to report)
         args["num_train_epochs"] = b.epochs

@@ -268,7 +268,7 @@ def served_template_problems(cfg: ExperimentConfig, model: ModelSpec) -> list[st
             return []   # reported by problems()
         example = load_examples(cfg, cfg.data.source)[0]
     except (ConfigError, ValueError, IndexError):
-        return []       # reported by problems() / data_problems()
+        return []       # reported by problems() / data_findings()
     prompt = render_prompt(cfg.task, example, cfg.task.prompt_names()[0])
     try:
         encoding = encode_template(cfg, model, prompt, example["label"] or cfg.task.none_answer)

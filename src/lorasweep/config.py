@@ -81,6 +81,41 @@ def _no_managed_keys(v: dict[str, Any], where: str) -> dict[str, Any]:
     return v
 
 
+class BudgetSpec(_Strict):
+    """How long each run trains (trainargs.budgeted applies it):
+    epochs: train.args.num_train_epochs for every size (a small set gets few steps);
+    min_steps: epochs raised, in whole epochs, until a run takes at least `steps` optimizer steps;
+    steps: exactly `steps` optimizer steps for every size (LLaMA-Factory's max_steps)."""
+    kind: Literal["epochs", "min_steps", "steps"] = "epochs"
+    steps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        # `budget: epochs`, `budget: {min_steps: 100}`, `budget: {steps: 200}`
+        if isinstance(v, str):
+            return {"kind": v}
+        if isinstance(v, dict) and "kind" not in v and len(v) == 1:
+            (kind, steps), = v.items()
+            if kind in ("min_steps", "steps"):
+                return {"kind": kind, "steps": steps}
+            raise ValueError(f"budget: unknown budget {kind!r}; write epochs, {{min_steps: N}} or {{steps: N}}")
+        return v
+
+    @model_validator(mode="after")
+    def _steps_given(self) -> "BudgetSpec":
+        if self.kind != "epochs" and self.steps is None:
+            raise ValueError(f"budget {self.kind} needs a number of steps, e.g. {{{self.kind}: 100}}")
+        if self.kind == "epochs" and self.steps is not None:
+            raise ValueError("budget epochs takes no steps (the epochs are train.args.num_train_epochs)")
+        return self
+
+    def text(self) -> str:
+        return {"epochs": "the same epochs for every size", "min_steps": f"at least {self.steps} optimizer steps "
+                "per run (epochs raised for small sets)", "steps": f"{self.steps} optimizer steps for every size"
+                }[self.kind]
+
+
 class ModelSpec(_Strict):
     name: str = Field(description="short name used in run folders and tables")
     path: str = Field(description="a checkpoint folder, a Hugging Face Hub id (org/name), 'modelscope:org/name' "
@@ -100,6 +135,10 @@ class ModelSpec(_Strict):
     train_args: dict[str, Any] = Field(
         default_factory=dict, description="LLaMA-Factory training keys for this model's runs only; they override "
                                           "train.args (e.g. a 7B model's batch size)")
+    budget: BudgetSpec | None = Field(
+        default=None, description="this model's training budget, in train.budget's words; default: train.budget "
+                                  "(e.g. a model that answers in the label format from the start needs no minimum "
+                                  "of steps, and the report names each model's budget)")
 
     @field_validator("train_args")
     @classmethod
@@ -229,41 +268,6 @@ class DataSpec(_Strict):
                             "first lines among , ; tab |, else , for .csv and tab for .tsv")
     encoding: str | None = Field(default=None, description="text encoding of the data files (e.g. gbk); default "
                                  "UTF-8, with or without a BOM")
-
-
-class BudgetSpec(_Strict):
-    """How long each run trains (trainargs.budgeted applies it):
-    epochs: train.args.num_train_epochs for every size (a small set gets few steps);
-    min_steps: epochs raised, in whole epochs, until a run takes at least `steps` optimizer steps;
-    steps: exactly `steps` optimizer steps for every size (LLaMA-Factory's max_steps)."""
-    kind: Literal["epochs", "min_steps", "steps"] = "epochs"
-    steps: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v):
-        # `budget: epochs`, `budget: {min_steps: 100}`, `budget: {steps: 200}`
-        if isinstance(v, str):
-            return {"kind": v}
-        if isinstance(v, dict) and "kind" not in v and len(v) == 1:
-            (kind, steps), = v.items()
-            if kind in ("min_steps", "steps"):
-                return {"kind": kind, "steps": steps}
-            raise ValueError(f"budget: unknown budget {kind!r}; write epochs, {{min_steps: N}} or {{steps: N}}")
-        return v
-
-    @model_validator(mode="after")
-    def _steps_given(self) -> "BudgetSpec":
-        if self.kind != "epochs" and self.steps is None:
-            raise ValueError(f"budget {self.kind} needs a number of steps, e.g. {{{self.kind}: 100}}")
-        if self.kind == "epochs" and self.steps is not None:
-            raise ValueError("budget epochs takes no steps (the epochs are train.args.num_train_epochs)")
-        return self
-
-    def text(self) -> str:
-        return {"epochs": "the same epochs for every size", "min_steps": f"at least {self.steps} optimizer steps "
-                "per run (epochs raised for small sets)", "steps": f"{self.steps} optimizer steps for every size"
-                }[self.kind]
 
 
 class TrainSpec(_Strict):
@@ -540,6 +544,17 @@ class ExperimentConfig(_Strict):
         m = self.model(model)
         return {**self.train.resolved_args(), **({"trust_remote_code": True} if m.trust_remote_code else {}),
                 **m.train_args, **(self.variants[variant] if variant else {})}
+
+    def budget(self, model: str) -> BudgetSpec:
+        """The model's training budget: models[].budget, else train.budget."""
+        return self.model(model).budget or self.train.budget
+
+    def budget_text(self) -> str:
+        """The budget in words, once when every model has the same, else per model."""
+        texts = {m.name: self.budget(m.name).text() for m in self.models}
+        if len(set(texts.values())) == 1:
+            return next(iter(texts.values()))
+        return "; ".join(f"{name}: {text}" for name, text in texts.items())
 
     def trains_whole_model(self, model: str, variant: str | None = None) -> bool:
         """Whether the runs save a whole model (finetuning_type full or freeze), not an adapter."""

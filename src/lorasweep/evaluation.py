@@ -223,7 +223,7 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
                     if cfg.eval.check_parity and trained:
                         _check_parity(cfg, srv, model, trained[0], side)
                 rc = _score_with_client(cfg, srv, [r for r in runs if not _fully_scored(cfg, r)])
-                died = srv.child is not None and srv.child.poll() is not None
+                server_state = srv.state()   # running, or its exit code and last log line
         except (ServerError, ParityError, RuntimeError) as e:   # RuntimeError: e.g. the parity encoding failed
             log.error("eval %s: %s", model.name, e)
             return {ServerError: "server failed to start", ParityError: "train/serve parity check failed"}.get(
@@ -232,9 +232,8 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
         if failure is None or all(_fully_scored(cfg, r) for r in runs):
             return None
         if attempt < attempts:
-            log.warning("eval %s: scoring stopped (client exit %s%s); restarting the server and going on "
-                        "where it stopped (attempt %d of %d)", model.name, rc,
-                        ", the server died" if died else "", attempt + 1, attempts)
+            log.warning("eval %s: scoring stopped (client exit %s; %s); restarting the server and going on "
+                        "where it stopped (attempt %d of %d)", model.name, rc, server_state, attempt + 1, attempts)
     return failure
 
 

@@ -80,7 +80,7 @@ def plan_text(cfg: ExperimentConfig) -> str:
     if cfg.eval.baselines:
         lines.append(f"  + {len(baseline_runs(cfg))} baseline run(s) ({', '.join(cfg.eval.baselines)}) fitted by eval")
     lines.append(f"  decoding: {', '.join(cfg.eval.decodings)}")
-    lines.append(f"  budget: {cfg.train.budget.text()}")
+    lines.append(f"  budget: {cfg.budget_text()}")
     for name, keys in cfg.variants.items():
         shown = ", ".join(f"{k}={v}" for k, v in keys.items()) or "the settings as they are"
         lines.append(f"  variant {name}: {shown}")

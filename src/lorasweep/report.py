@@ -204,7 +204,7 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
                 f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
                 f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
-                f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.train.budget.text()}"
+                f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.budget_text()}"
                 f"{_steps_line(df)}.{_variants_line(cfg, df)}{_selection_line(cfg)} Score = "
                 f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
                 f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]

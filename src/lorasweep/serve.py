@@ -208,6 +208,15 @@ class VLLMServer:
         self.started_s = time.time() - t0
         return self
 
+    def state(self) -> str:
+        """One line on how the server is: running, or its exit code and the last line
+        of its log (what a warning about scoring that stopped short says)."""
+        rc = self.child.poll() if self.child is not None else None
+        if self.child is None or rc is None:
+            return "the server is running" if self.child is not None else "the server was stopped"
+        last = [ln for ln in log_tail(self.log_path, 10).splitlines() if ln.strip()]
+        return f"the server exited with code {rc}; its log ends: {last[-1][-200:] if last else '(empty)'}"
+
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop()

@@ -254,7 +254,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         "train_peak_rss_gb": round(peak_rss / 1e9, 2),
         "epochs": planned.epochs,
         "steps": _steps_done(run) or planned.steps,     # as the trainer counted them, else as planned
-        "budget": cfg.train.budget.kind,
+        "budget": cfg.budget(run.model).kind,
         "checkpoints": kept,                            # epoch -> the adapter kept after it (train.save_epochs)
         "method": method,                               # finetuning_type: lora, full or freeze
         "lora_rank": args.get("lora_rank") if method == "lora" else None,

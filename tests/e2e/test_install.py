@@ -47,4 +47,4 @@ def test_pip_install_gives_a_lorasweep_command(tmp_path):
     plan = subprocess.run([str(cmd), "plan", str(ROOT / "experiments" / "demo.yaml")], capture_output=True,
                           text=True, cwd=ROOT, timeout=300)
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "gemma-3-270m__n500__seed1" in plan.stdout and "qwen2.5-0.5b__n500__seed1" in plan.stdout
+    assert "gemma-3-270m__n320__seed1" in plan.stdout and "qwen2.5-0.5b__n320__seed1" in plan.stdout
