@@ -10,8 +10,8 @@ from conftest import write_experiment
 from lorasweep import analysis, report
 from lorasweep.atomic import atomic_write_json
 from lorasweep.config import load_config
+from lorasweep.runresult import RunResult, write_run_result
 from lorasweep.runspec import RunSpec
-from lorasweep.score import RunResult, write_run_result
 from lorasweep.splits import load_test, prepare_data
 
 SIZES = [20, 40, 80, 160]

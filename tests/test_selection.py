@@ -17,8 +17,8 @@ from lorasweep.check import data_findings
 from lorasweep.config import ConfigError, load_config
 from lorasweep.metrics import classification_metrics
 from lorasweep.plan import eval_runs, plan_text, train_runs
+from lorasweep.runresult import RunResult, write_run_result
 from lorasweep.runspec import TEST, VAL, RunSpec
-from lorasweep.score import RunResult, write_run_result
 from lorasweep.selection import candidates, choose, record_selections
 from lorasweep.splits import example_key, load_split, make_splits, prepare_data, stratum, to_alpaca, train_subset
 

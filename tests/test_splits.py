@@ -382,3 +382,14 @@ def test_common_json_mistakes_and_empty_files_say_what_to_change(sandbox, name, 
                                        data={"source": f"data/{name}", "test_size": 1}))
     with pytest.raises(ConfigError, match=expect):
         load_examples(cfg, cfg.data.source)
+
+
+def test_reading_the_test_set_never_writes_data_files(sandbox):
+    from lorasweep.splits import load_test
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    before = sorted(p.name for p in (sandbox / "data").rglob("*"))
+    test = load_test(cfg)                                          # never prepared: made in memory
+    assert sorted(p.name for p in (sandbox / "data").rglob("*")) == before
+    assert not (sandbox / "dataset_info.json").exists()
+    assert test == prepare_data(cfg).test == load_test(cfg)        # the same examples once written

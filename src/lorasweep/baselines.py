@@ -21,8 +21,8 @@ from .envscripts import script
 from .metrics import classification_metrics
 from .paths import data_dir, embeddings_cache
 from .plan import baseline_runs
+from .runresult import RunResult, write_run_result
 from .runspec import BASELINE_MODELS
-from .score import RunResult, write_run_result
 from .splits import make_splits, train_subset
 
 log = logging.getLogger(__name__)

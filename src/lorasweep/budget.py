@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, train_arg
 from .runspec import RunSpec
 
 
@@ -33,8 +33,8 @@ def steps_per_epoch(size: int, args: dict, gpus: int) -> int:
     per_device_train_batch_size on each of `gpus` data-parallel GPUs, then
     gradient_accumulation_steps batches per step (the trainer rounds both up).
     E.g. 50 examples, batch 8, 1 GPU, accumulation 1: ceil(50 / 8) = 7 steps."""
-    batches = math.ceil(size / (int(args.get("per_device_train_batch_size", 8)) * max(1, gpus)))
-    return max(1, math.ceil(batches / int(args.get("gradient_accumulation_steps", 1))))
+    batches = math.ceil(size / (int(train_arg(args, "per_device_train_batch_size")) * max(1, gpus)))
+    return max(1, math.ceil(batches / int(train_arg(args, "gradient_accumulation_steps"))))
 
 
 def budget(cfg: ExperimentConfig, run: RunSpec, args: dict | None = None) -> Budget:
@@ -42,7 +42,7 @@ def budget(cfg: ExperimentConfig, run: RunSpec, args: dict | None = None) -> Bud
     args = cfg.train_args(run.model, run.variant) if args is None else args
     try:
         spe = steps_per_epoch(run.size, args, cfg.train.gpus_per_run)
-        epochs = float(args.get("num_train_epochs", 1.0))
+        epochs = float(train_arg(args, "num_train_epochs"))
     except (TypeError, ValueError):    # a batch size or epochs of the wrong type: check reports it
         return Budget(0.0, 0, 0)
     b = cfg.budget(run.model)
@@ -73,7 +73,7 @@ def run_keys(cfg: ExperimentConfig, run: RunSpec) -> dict:
     kind = cfg.budget(run.model).kind
     if kind == "steps":
         args["max_steps"] = b.steps
-    elif kind == "min_steps" and b.steps and b.epochs != float(args.get("num_train_epochs", 1.0)):
+    elif kind == "min_steps" and b.steps and b.epochs != float(train_arg(args, "num_train_epochs")):
         # raised; a run already over the minimum keeps its keys as they are (b.steps is 0 when the
         # epochs or batch size are of the wrong type: the keys stay as written for check to report)
         args["num_train_epochs"] = b.epochs

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import tools
 from .atomic import atomic_write_json, read_json
 from .budget import budget, kept_epochs
-from .config import ConfigError, ExperimentConfig, ModelSpec
+from .config import ConfigError, ExperimentConfig, ModelSpec, train_arg
 from .lengths import length_findings
 from .models import EMBEDDED_PREFIX, resolve_model_path
 from .parity import encode_template, parity_problems
@@ -153,7 +153,7 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
         for r in runs:
             if r.model != m.name or r in whole:
                 continue
-            rank = cfg.train_args(r.model, r.variant).get("lora_rank", 8)
+            rank = train_arg(cfg.train_args(r.model, r.variant), "lora_rank")
             # a rank that is not an int (`lora_rank=abc`) is reported by LLaMA-Factory's argument check (trainargs)
             if _is_int(rank):
                 adapters = 1 + len(kept_epochs(cfg, r))   # the final adapter and those kept after train.save_epochs

@@ -61,6 +61,12 @@ DEFAULT_TRAIN_ARGS: dict[str, Any] = {
     "include_num_input_tokens_seen": True,   # tokens seen: the cost of a point
 }
 
+
+def train_arg(args: dict[str, Any], key: str) -> Any:
+    """A training key's value in a run's keys, else lorasweep's default for it: the one
+    home of these fallbacks (resolved keys always hold the defaults; partial ones may not)."""
+    return args.get(key, DEFAULT_TRAIN_ARGS.get(key))
+
 # LLaMA-Factory's fine-tuning methods that save the whole model (each run's is
 # served from a vLLM server of its own); lora saves an adapter.
 WHOLE_MODEL_METHODS = ("full", "freeze")
@@ -558,11 +564,11 @@ class ExperimentConfig(_Strict):
 
     def trains_whole_model(self, model: str, variant: str | None = None) -> bool:
         """Whether the runs save a whole model (finetuning_type full or freeze), not an adapter."""
-        return self.train_args(model, variant).get("finetuning_type", "lora") in WHOLE_MODEL_METHODS
+        return train_arg(self.train_args(model, variant), "finetuning_type") in WHOLE_MODEL_METHODS
 
-    def train_arg_values(self, model: str, key: str, default: Any) -> list[Any]:
+    def train_arg_values(self, model: str, key: str) -> list[Any]:
         """The values a key takes over the model's variants (e.g. the largest lora_rank is the server's)."""
-        return [self.train_args(model, v).get(key, default) for v in self.variant_names()]
+        return [train_arg(self.train_args(model, v), key) for v in self.variant_names()]
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:

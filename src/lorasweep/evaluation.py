@@ -5,27 +5,25 @@ always stopped afterwards; then the experiment's results are collected.
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import tools
-from .atomic import atomic_write_json
 from .baselines import run_baselines
-from .chat import adapters_template, render_user_turn
+from .chat import adapters_template
 from .check import preflight
 from .config import ExperimentConfig, ModelSpec
 from .executor import run_jobs, where_jobs_run
-from .parity import compare, encode_template, served_completion_ids, served_prompt_ids, stop_token_ids
-from .paths import checkout_root, lock_file, parity_file, server_log
+from .parity import ParityError, check_parity, encode_template
+from .paths import checkout_root, lock_file, server_log, test_file
 from .plan import baseline_runs, eval_runs
-from .procs import ExperimentLock, install_cleanup
+from .procs import Child, ExperimentLock, install_cleanup
 from .prompts import render_prompt
 from .results import collect_results
 from .runspec import MODEL_WEIGHTS, TEST, VAL, RunSpec
-from .score import client_processes, served_template
+from .score import client_processes
 from .selection import needs_val, record_selections
 from .serve import (
     FULL_BASE,
@@ -37,7 +35,7 @@ from .serve import (
     served_base,
     trained_base,
 )
-from .splits import load_test
+from .splits import load_test, prepare_data
 from .trainargs import trains_whole_model
 
 log = logging.getLogger(__name__)
@@ -69,6 +67,8 @@ def run_eval(cfg: ExperimentConfig) -> EvalSummary:
 def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
     t0 = time.time()
     summary = EvalSummary()
+    if not test_file(cfg.name).is_file():
+        prepare_data(cfg)   # a zero-shot-only eval: no train.sh wrote the splits the clients read
     test = load_test(cfg)
     models = []
     for model in cfg.models:
@@ -206,7 +206,7 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
     under its run id instead of the base model with adapters."""
     adapters = {} if checkpoint else {r.run_id: r.adapter_dir for r in runs if not r.is_base}
     chat_template = adapters_template(trained)   # what LLaMA-Factory trained on (train/serve parity)
-    rank = int(max(cfg.train_arg_values(model.name, "lora_rank", 8)))
+    rank = int(max(cfg.train_arg_values(model.name, "lora_rank")))
     attempts = 1 + cfg.eval.server_restarts
     failure = None
     for attempt in range(1, attempts + 1):
@@ -221,7 +221,7 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
                 if encoding is not None and attempt == 1:
                     side = encoding.result()   # written to runs/<model>/template.json: the client's stop ids
                     if cfg.eval.check_parity and trained:
-                        _check_parity(cfg, srv, model, trained[0], side)
+                        check_parity(cfg, srv, model, trained, side)
                 rc = _score_with_client(cfg, srv, [r for r in runs if not _fully_scored(cfg, r)])
                 server_state = srv.state()   # running, or its exit code and last log line
         except (ServerError, ParityError, RuntimeError) as e:   # RuntimeError: e.g. the parity encoding failed
@@ -235,10 +235,6 @@ def _serve_and_score(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec
             log.warning("eval %s: scoring stopped (client exit %s; %s); restarting the server and going on "
                         "where it stopped (attempt %d of %d)", model.name, rc, server_state, attempt + 1, attempts)
     return failure
-
-
-class ParityError(RuntimeError):
-    pass
 
 
 def _start_encoding(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec],
@@ -257,42 +253,6 @@ def _start_encoding(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec]
     fut = side.submit(lambda: (prompt, encode_template(cfg, model, prompt, example["label"])))
     side.shutdown(wait=False)   # the one job runs on; the thread ends with it
     return fut
-
-
-def _check_parity(cfg: ExperimentConfig, srv: VLLMServer, model: ModelSpec, trained_run: RunSpec,
-                  training_side: tuple[str, dict]) -> None:
-    """Compare the ids the server builds for a test prompt with LLaMA-Factory's; stop on a mismatch."""
-    prompt, trained = training_side
-    # The adapter's (or full-tuned model's) name when this server holds it; else (only
-    # the base model left to score) the base model's, whose chat template is the same one.
-    held = trained_run.run_id in srv.adapters or srv.served_name == trained_run.served_name
-    name = trained_run.served_name if held else model.name
-    try:
-        served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
-    except OSError as e:   # urllib's HTTPError / URLError
-        raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
-    completion = None
-    if cfg.eval.api == "completions":   # the text scoring will send, rendered here as its client renders it
-        template, tokens = served_template(cfg, model)
-        try:
-            completion = served_completion_ids(srv.base_url, srv.api_key, name,
-                                               render_user_turn(template, tokens, prompt))
-        except OSError as e:
-            raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
-    report = compare(trained, served, stop_token_ids(model, trained), completion)
-    out = parity_file(cfg.name, model.name)
-    atomic_write_json(out, {**report, "trained_prompt_ids": trained["prompt_ids"], "served_prompt_ids": served})
-    if not report["ok"]:
-        raise ParityError(f"train/serve parity failed (see {out}): prompt identical: {report['prompt_identical']} "
-                          f"(first difference at token {report['first_difference_at']}), answer end token "
-                          f"{report['answer_end_token']} in stop_token_ids {report['stop_token_ids']}: "
-                          f"{report['stops_at_answer_end']}"
-                          + (f"; the client-rendered completion prompt identical: "
-                             f"{report['completion_prompt_identical']} (first difference at token "
-                             f"{report['completion_first_difference_at']})" if completion is not None else ""))
-    log.info("parity %s: the served prompt is the trained one (%d tokens identical%s); answers end at token %s",
-             model.name, report["prompt_tokens"], ", chat and completion requests" if completion is not None else "",
-             report["answer_end_token"])
 
 
 def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec]) -> int:
@@ -322,7 +282,7 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
 
 
 def _start_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec], share: int,
-                  split: str = TEST) -> subprocess.Popen:
+                  split: str = TEST) -> Child:
     argv = [sys.executable, str(checkout_root() / "infer_eval.py"), str(cfg.path), "--base-url", srv.base_url,
             "--runs", *[r.run_id for r in runs], "--share", str(share)]
     if split != TEST:
@@ -334,15 +294,11 @@ def _start_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpec], s
         argv += ["--set", item]
     env = tools.child_env(**tools.LOCAL_NO_PROXY, **{tools.API_KEY_ENV: srv.api_key},
                           LANGCHAIN_OPENAI_TCP_KEEPALIVE="0")
-    # The client inherits our terminal so its progress bar shows; it ends
-    # before the server is stopped.
-    return subprocess.Popen(argv, env=env, start_new_session=True)
+    # The client writes to our terminal so its progress bar shows (no log file);
+    # it ends before the server is stopped.
+    return Child(argv, None, env=env)
 
 
-def _wait(proc: subprocess.Popen) -> int:
-    try:
-        return proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+def _wait(client: Child) -> int:
+    """The client's exit code; its process group is stopped either way (procs.Child)."""
+    return client.wait()

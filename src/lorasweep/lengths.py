@@ -52,7 +52,7 @@ def length_inputs(cfg: ExperimentConfig) -> dict:
 def count_tokens(cfg: ExperimentConfig, model: ModelSpec, inputs: dict) -> dict:
     """LLaMA-Factory's token counts for `inputs` (recorded; reused while they are the same)."""
     path = resolve_model_path(model.path)
-    cutoff = int(min(cfg.train_arg_values(model.name, "cutoff_len", 1024)))   # the strictest variant's
+    cutoff = int(min(cfg.train_arg_values(model.name, "cutoff_len")))   # the strictest variant's
     key = hashlib.sha256(json.dumps([str(path), model.template, cutoff, inputs], ensure_ascii=False)
                          .encode()).hexdigest()[:16]
     out = lengths_file(cfg.name, model.name)

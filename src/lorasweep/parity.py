@@ -17,15 +17,20 @@ in the training environment), recorded per model in runs/<model>/template.json:
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import urllib.request
 
 from . import tools
 from .atomic import atomic_write_json, read_json, recorded
+from .chat import render_user_turn
 from .config import ExperimentConfig, ModelSpec
 from .envscripts import script
 from .models import resolve_model_path
-from .paths import template_file
+from .paths import parity_file, template_file
+from .serve import served_template
+
+log = logging.getLogger(__name__)
 
 
 def training_encoding(train_python: str, model_path: str, template: str, prompt: str, answer: str,
@@ -182,3 +187,47 @@ def compare(trained: dict, served: list[int], stop_ids: list[int], completion: l
         ok = ok and report["completion_prompt_identical"]
     report["ok"] = ok
     return report
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def check_parity(cfg: ExperimentConfig, srv, model: ModelSpec, trained: list,
+                 training_side: tuple[str, dict]) -> None:
+    """Compare the ids the running server `srv` (serve.VLLMServer) builds for a test prompt
+    with LLaMA-Factory's (`training_side`: the prompt and its encoding) and write
+    runs/<model>/parity.json; raise ParityError on a mismatch. `trained`: the model's
+    trained runs (RunSpec), the first of which the comparison asks for by name."""
+    trained_run = trained[0]
+    prompt, encoding = training_side
+    # The adapter's (or full-tuned model's) name when this server holds it; else (only
+    # the base model left to score) the base model's, whose chat template is the same one.
+    held = trained_run.run_id in srv.adapters or srv.served_name == trained_run.served_name
+    name = trained_run.served_name if held else model.name
+    try:
+        served = served_prompt_ids(srv.base_url, srv.api_key, name, prompt)
+    except OSError as e:   # urllib's HTTPError / URLError
+        raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
+    completion = None
+    if cfg.eval.api == "completions":   # the text scoring will send, rendered here as its client renders it
+        template, tokens = served_template(model, trained)
+        try:
+            completion = served_completion_ids(srv.base_url, srv.api_key, name,
+                                               render_user_turn(template, tokens, prompt))
+        except OSError as e:
+            raise RuntimeError(f"parity {model.name}: the server's /tokenize failed for {name}: {e}") from e
+    report = compare(encoding, served, stop_token_ids(model, encoding), completion)
+    out = parity_file(cfg.name, model.name)
+    atomic_write_json(out, {**report, "trained_prompt_ids": encoding["prompt_ids"], "served_prompt_ids": served})
+    if not report["ok"]:
+        raise ParityError(f"train/serve parity failed (see {out}): prompt identical: {report['prompt_identical']} "
+                          f"(first difference at token {report['first_difference_at']}), answer end token "
+                          f"{report['answer_end_token']} in stop_token_ids {report['stop_token_ids']}: "
+                          f"{report['stops_at_answer_end']}"
+                          + (f"; the client-rendered completion prompt identical: "
+                             f"{report['completion_prompt_identical']} (first difference at token "
+                             f"{report['completion_first_difference_at']})" if completion is not None else ""))
+    log.info("parity %s: the served prompt is the trained one (%d tokens identical%s); answers end at token %s",
+             model.name, report["prompt_tokens"], ", chat and completion requests" if completion is not None else "",
+             report["answer_end_token"])

@@ -91,17 +91,20 @@ def install_cleanup() -> None:
 
 
 class Child:
-    """A process group writing to `log_path`; use as a context manager."""
+    """A process group writing to `log_path` (None: to this process's own stdout and
+    stderr, e.g. a client whose progress bar the user watches); use as a context manager."""
 
-    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+    def __init__(self, argv: Sequence[str], log_path: Path | None, env: dict[str, str] | None = None,
                  cwd: Path | None = None):
         if isinstance(argv, str):
             raise TypeError("argv must be a list of arguments, not a shell string")
         self.argv = [str(a) for a in argv]
-        self.log_path = Path(log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+        self.log_path = Path(log_path) if log_path is not None else None
+        self._log = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT if self._log else None,
                                      stdin=subprocess.DEVNULL, env=env, cwd=cwd,
                                      start_new_session=True, preexec_fn=_die_with_parent)
         _LIVE.add(self.proc)
@@ -154,7 +157,7 @@ class Child:
 
     def stop(self) -> None:
         _kill_group(self.proc)
-        if not self._log.closed:
+        if self._log is not None and not self._log.closed:
             self._log.close()
 
     def __enter__(self) -> "Child":

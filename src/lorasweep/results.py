@@ -18,7 +18,7 @@ from .metrics import headline_metric
 from .overrides import recorded_overrides_hint
 from .paths import experiment_dir, results_file
 from .plan import baseline_runs, eval_runs
-from .runspec import VAL, RunSpec, is_baseline_model, scored_on_disk
+from .runspec import VAL, RunSpec, TrainRecord, is_baseline_model, scored_on_disk
 from .selection import label, needs_val, read_selection, selecting
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,10 @@ def collect_results(cfg: ExperimentConfig):
             spe = budget(cfg, r.training_run).steps_per_epoch if r.model in {m.name for m in cfg.models} else 0
             row.update(checkpoint=f"e{r.epoch}", epochs=r.epoch, steps=r.epoch * spe or None)
         elif r.is_trained():
-            t = read_json(r.trained_marker)
-            row.update({k: t.get(k) for k in ("epochs", "steps", "train_wall_s", "train_samples_per_s", "train_loss",
-                                              "train_tokens_seen", "train_peak_rss_gb")})
+            t = TrainRecord.read(r)
+            row.update(epochs=t.epochs, steps=t.steps, train_wall_s=t.train_wall_s,
+                       train_samples_per_s=t.train_samples_per_s, train_loss=t.train_loss,
+                       train_tokens_seen=t.train_tokens_seen, train_peak_rss_gb=t.train_peak_rss_gb)
         if selecting(cfg):
             row.update(selected="", val_score=None)
             if needs_val(cfg, r):

@@ -33,9 +33,10 @@ registered in dataset_info.json as <exp>__[<prompt>__]n<size>_seed<seed>.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from .atomic import atomic_write_json, read_json
 from .paths import data_dir, runs_dir
 
 # The classical baselines run as "models" of their own names.
@@ -269,3 +270,46 @@ def scored_on_disk(experiment: str) -> list[tuple[RunSpec, str]]:
         if run.metrics_file(decoding) == metrics:      # the folder is one this protocol names
             found.append((run, decoding))
     return found
+
+
+@dataclass
+class TrainRecord:
+    """train_result.json: what a finished training run records, the one type between
+    train.py, which writes it last (the "trained" marker), and its readers (results,
+    the retrain check). Records written before a field existed read it as None."""
+    run_id: str
+    model: str | None = None
+    variant: str | None = None
+    size: int | None = None
+    seed: int | None = None
+    train_wall_s: float | None = None
+    train_runtime_s: float | None = None       # LLaMA-Factory's own train_results.json from here on
+    train_samples_per_s: float | None = None
+    train_loss: float | None = None
+    train_tokens_seen: int | None = None
+    train_peak_rss_gb: float | None = None     # the trainer's process group, sampled
+    epochs: float | None = None
+    steps: int | None = None                   # as the trainer counted them, else as planned
+    budget: str | None = None                  # the model's train budget kind
+    checkpoints: dict | None = None            # epoch -> the adapter kept after it (train.save_epochs)
+    method: str | None = None                  # finetuning_type: lora, full or freeze
+    lora_rank: int | None = None
+    weights_bytes: int | None = None
+    saved_dtype: str | None = None             # full/freeze: the base's dtype the model was saved in
+    fast_loss: str | None = None
+    adapter: str | None = None
+    gpus: list | None = None
+    node: str | None = None                    # the host, or the Ray node (executor: ray)
+    attempts: int | None = None
+    fingerprint: str | None = None
+    model_path: str | None = None              # as declared (embedded:..., a folder, a Hub id)
+    finished_at: str | None = None
+
+    def write(self, run: RunSpec) -> None:
+        atomic_write_json(run.trained_marker, asdict(self))   # the "trained" marker, written last
+
+    @classmethod
+    def read(cls, run: RunSpec) -> "TrainRecord":
+        data = read_json(run.trained_marker)
+        known = {f.name for f in fields(cls)}
+        return cls(**{"run_id": run.run_id, **{k: v for k, v in data.items() if k in known}})

@@ -18,48 +18,23 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
 from . import tools
-from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text
-from .chat import TEMPLATE_FILE, TemplateError, adapters_template, find_template, render_user_turn, special_tokens
+from .chat import render_user_turn
 from .config import ExperimentConfig, ModelSpec
-from .metrics import INVALID, classification_metrics, ner_metrics, to_label
-from .models import resolve_model_path
+from .metrics import classification_metrics, ner_metrics, to_label
 from .ner import parse_answer
 from .parity import served_stop_ids
 from .prompts import render_prompt
+from .runresult import RunResult, write_run_result
 from .runspec import TEST, RunSpec
-from .serve import served_base, trained_base
+from .serve import served_base, served_template, trained_base
 
 log = logging.getLogger(__name__)
 
 Key = tuple[RunSpec, str]   # a run and a decoding mode: one set of answers
-
-
-@dataclass
-class RunResult:
-    """Everything scored for one run in one decoding mode; pickled as result.<mode>.pkl."""
-    run_id: str
-    experiment: str
-    model: str
-    size: int
-    seed: int | None
-    decoding: str
-    labels: list[str]
-    prompt: str | None = None
-    task: str = "text_classification"
-    references: list = field(default_factory=list)   # gold labels (ner: gold answer texts)
-    raw: list[str] = field(default_factory=list)      # the model's answers as sent back
-    predictions: list = field(default_factory=list)  # parsed: a label or INVALID (ner: list of pairs)
-    metrics: dict = field(default_factory=dict)
-    score_s: float = 0.0
-    variant: str | None = None
-    checkpoint: int | None = None   # the epoch a kept checkpoint was saved after (None: the final adapter)
-    trained_base: str = "full"   # the base weights the adapter was trained against (serve.trained_base)
-    served_base: str = "full"    # the base weights it was scored on (serve.served_base)
 
 
 def max_answer_tokens(cfg: ExperimentConfig) -> int:
@@ -251,7 +226,9 @@ def _asker(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: di
             return out
         return ask_chat, 1
 
-    template, tokens = served_template(cfg, model)
+    from .plan import eval_runs  # (plan imports this module)
+
+    template, tokens = served_template(model, [r for r in eval_runs(cfg) if r.model == model.name])
     rendered = {p: [render_user_turn(template, tokens, text) for text in texts] for p, texts in prompts.items()}
     llms = {(r, d): make_completion_client(cfg, base_url, api_key, r.served_name, stop_ids, d) for r, d in keys}
 
@@ -259,20 +236,6 @@ def _asker(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: di
         res = llms[key].generate([rendered[key[0].prompt][i] for i in idx])
         return [g[0].text for g in res.generations]
     return ask_batch, cfg.eval.batch_size
-
-
-def served_template(cfg: ExperimentConfig, model: ModelSpec) -> tuple[str, dict[str, str]]:
-    """The chat template text the model's server is given (the trained adapters', else the
-    model's own: chat.find_template) and the tokenizer's special tokens."""
-    from .plan import eval_runs
-
-    model_dir = resolve_model_path(model.path)
-    trained = [r for r in eval_runs(cfg) if r.model == model.name]
-    template = find_template(adapters_template(trained), model_dir)
-    if template is None:
-        raise TemplateError(f"{model.name}: no chat template to render prompts with (no adapter's "
-                            f"{TEMPLATE_FILE}, none in {model_dir}); set eval.api: chat")
-    return template, special_tokens(model_dir)
 
 
 def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: dict, book: AnswerBook,
@@ -343,22 +306,3 @@ def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[
                      references=references, raw=answers, predictions=preds, metrics=metrics)
 
 
-def write_run_result(run: RunSpec, res: RunResult, test: list[dict], split: str = TEST) -> None:
-    """predictions.<mode>.jsonl, result.<mode>.pkl, then metrics.<mode>.json (the "scored" marker);
-    on the validation set, their val_ namesakes."""
-    run.folder().mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, ex in enumerate(test):
-        pred = res.predictions[i]
-        if res.task == "ner":
-            gold = sorted(tuple(p) for p in ex["entities"])
-            rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": [list(p) for p in pred],
-                   "correct": sorted(pred) == gold}
-        else:
-            rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": pred,
-                   "valid": pred != INVALID, "correct": pred == ex["label"]}
-        lines.append(json.dumps(rec, ensure_ascii=False))
-    atomic_write_text(run.predictions_file(res.decoding, split), "\n".join(lines) + "\n")
-    atomic_write_pickle(run.result_file(res.decoding, split), res)
-    summary = {k: v for k, v in asdict(res).items() if k not in ("references", "raw", "predictions")}
-    atomic_write_json(run.metrics_file(res.decoding, split), summary)   # the "scored" marker, written last

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from . import tools
+from .chat import TEMPLATE_FILE, TemplateError, adapters_template, find_template, special_tokens
 from .config import ExperimentConfig, ModelSpec
 from .envscripts import script
 from .models import resolve_model_path
@@ -238,3 +239,15 @@ def kv_cache_tokens(log_path: Path) -> int | None:
         return None
     found = re.findall(r"KV cache size: ([\d,]+) tokens", text)
     return int(found[-1].replace(",", "")) if found else None
+
+
+def served_template(model: ModelSpec, trained: list) -> tuple[str, dict[str, str]]:
+    """The chat template text the model's server is given (the trained runs' adapters',
+    else the model's own: chat.find_template) and the tokenizer's special tokens; the
+    client renders completion prompts with the same."""
+    model_dir = resolve_model_path(model.path)
+    template = find_template(adapters_template(trained), model_dir)
+    if template is None:
+        raise TemplateError(f"{model.name}: no chat template to render prompts with (no adapter's "
+                            f"{TEMPLATE_FILE}, none in {model_dir}); set eval.api: chat")
+    return template, special_tokens(model_dir)

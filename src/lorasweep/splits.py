@@ -570,9 +570,11 @@ def load_test(cfg: ExperimentConfig) -> list[dict[str, str]]:
 
 
 def load_split(cfg: ExperimentConfig, split: str) -> list[dict[str, str]]:
-    """The test or the validation ("val") examples, as prepare_data wrote them (written first when missing)."""
+    """The test or the validation ("val") examples, as prepare_data wrote them; made in
+    memory, the same, when it has not (reading never writes: a report or a notebook on an
+    experiment that was never trained leaves data/ as it is)."""
     path = test_file(cfg.name) if split == "test" else val_file(cfg.name)
     if not path.is_file():
-        splits = prepare_data(cfg)
+        splits = make_splits(cfg)
         return splits.test if split == "test" else splits.val
     return json.loads(path.read_text(encoding="utf-8"))

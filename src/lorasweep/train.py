@@ -29,7 +29,7 @@ from .overrides import record_overrides, show_recorded_overrides
 from .paths import lock_file
 from .plan import train_runs
 from .procs import Child, ExperimentLock, install_cleanup, log_tail
-from .runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec
+from .runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec, TrainRecord
 from .splits import prepare_data
 from .trainargs import WHOLE_MODEL_METHODS, finetuning_method, resolved_train_yaml, with_precision
 
@@ -214,7 +214,7 @@ def _count_attempt(run: RunSpec) -> int:
     return n
 
 
-def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None) -> dict:
+def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None) -> TrainRecord:
     """Train one run (pinned to `gpus` when given); returns its result record or raises RuntimeError."""
     run.folder().mkdir(parents=True, exist_ok=True)
     attempts = _count_attempt(run)
@@ -244,34 +244,34 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
     saved = _in_base_dtype(cfg, run) if method in WHOLE_MODEL_METHODS else {}
     lf = read_json(run.trainer_results) if run.trainer_results.is_file() else {}
     planned = budget(cfg, run)
-    result = {
-        "run_id": run.run_id, "model": run.model, "variant": run.variant, "size": run.size, "seed": run.seed,
-        "train_wall_s": round(wall, 2),
-        "train_runtime_s": lf.get("train_runtime"),
-        "train_samples_per_s": lf.get("train_samples_per_second"),
-        "train_loss": lf.get("train_loss"),
-        "train_tokens_seen": lf.get("num_input_tokens_seen"),
-        "train_peak_rss_gb": round(peak_rss / 1e9, 2),
-        "epochs": planned.epochs,
-        "steps": _steps_done(run) or planned.steps,     # as the trainer counted them, else as planned
-        "budget": cfg.budget(run.model).kind,
-        "checkpoints": kept,                            # epoch -> the adapter kept after it (train.save_epochs)
-        "method": method,                               # finetuning_type: lora, full or freeze
-        "lora_rank": args.get("lora_rank") if method == "lora" else None,
-        "weights_bytes": sum(f.stat().st_size for f in run.adapter_dir.glob("*.safetensors")),
-        "saved_dtype": saved.get("dtype"),              # full/freeze: the base's dtype the model was saved in
-        "fast_loss": fast_loss_state(run),
-        "adapter": str(run.adapter_dir),
-        "gpus": gpus or [],
-        "node": current_node(),                         # the host, or the Ray node (executor: ray)
-        "attempts": attempts,
-        "fingerprint": fingerprint(cfg, run),
-        "model_path": cfg.model(run.model).path,     # as declared (embedded:..., a folder, a Hub id)
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    atomic_write_json(run.trained_marker, result)   # the "finished" marker, written last
+    record = TrainRecord(
+        run_id=run.run_id, model=run.model, variant=run.variant, size=run.size, seed=run.seed,
+        train_wall_s=round(wall, 2),
+        train_runtime_s=lf.get("train_runtime"),
+        train_samples_per_s=lf.get("train_samples_per_second"),
+        train_loss=lf.get("train_loss"),
+        train_tokens_seen=lf.get("num_input_tokens_seen"),
+        train_peak_rss_gb=round(peak_rss / 1e9, 2),
+        epochs=planned.epochs,
+        steps=_steps_done(run) or planned.steps,
+        budget=cfg.budget(run.model).kind,
+        checkpoints=kept,
+        method=method,
+        lora_rank=args.get("lora_rank") if method == "lora" else None,
+        weights_bytes=sum(f.stat().st_size for f in run.adapter_dir.glob("*.safetensors")),
+        saved_dtype=saved.get("dtype"),
+        fast_loss=fast_loss_state(run),
+        adapter=str(run.adapter_dir),
+        gpus=gpus or [],
+        node=current_node(),
+        attempts=attempts,
+        fingerprint=fingerprint(cfg, run),
+        model_path=cfg.model(run.model).path,
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    record.write(run)   # the "finished" marker, written last
     run.attempts_file.unlink(missing_ok=True)
-    return result
+    return record
 
 
 def run_training(cfg: ExperimentConfig, retry_failed: bool = True, only_failed: bool = False,
@@ -296,8 +296,8 @@ def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, li
     for r in runs:
         if not r.is_trained():
             continue
-        record = read_json(r.trained_marker)
-        if not record.get("fingerprint") or record["fingerprint"] == fingerprint(cfg, r):
+        record = TrainRecord.read(r)
+        if not record.fingerprint or record.fingerprint == fingerprint(cfg, r):
             continue
         try:
             before = yaml.safe_load(r.train_yaml.read_text()) or {}
@@ -307,8 +307,8 @@ def changed_runs(cfg: ExperimentConfig, runs: list[RunSpec]) -> dict[RunSpec, li
         diff = [f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(before) | set(now))
                 if k not in tools.PLACE_TRAIN_KEYS and before.get(k) != now.get(k)]
         declared = cfg.model(r.model).path
-        if record.get("model_path", declared) != declared:
-            diff.append(f"model: {record['model_path']} -> {declared}")
+        if (record.model_path or declared) != declared:
+            diff.append(f"model: {record.model_path} -> {declared}")
         out[r] = diff or [f"its training data ({r.train_file.name}) changed"]
     return out
 
@@ -358,9 +358,9 @@ def _run_training(cfg: ExperimentConfig, retry_failed: bool, only_failed: bool,
                 log.error("train %s: FAILED: %s", run.run_id, err)
                 continue
             summary.done.append(run.run_id)
-            retried = f", attempt {res['attempts']}" if res.get("attempts", 1) > 1 else ""
+            retried = f", attempt {res.attempts}" if (res.attempts or 1) > 1 else ""
             log.info("train %s: done in %.0f s (%.2f samples/s, loss %s, fast loss %s%s)", run.run_id,
-                     res["train_wall_s"], res["train_samples_per_s"] or 0.0, res["train_loss"],
-                     res.get("fast_loss") or "not used", retried)
+                     res.train_wall_s, res.train_samples_per_s or 0.0, res.train_loss,
+                     res.fast_loss or "not used", retried)
     summary.wall_s = time.time() - t0
     return summary

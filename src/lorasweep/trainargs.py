@@ -21,7 +21,7 @@ from collections import defaultdict
 from . import tools
 from .atomic import atomic_write_json, recorded
 from .budget import run_keys
-from .config import WHOLE_MODEL_METHODS, ExperimentConfig
+from .config import WHOLE_MODEL_METHODS, ExperimentConfig, train_arg
 from .envscripts import script
 from .models import resolve_model_path
 from .paths import repo_root, train_args_check_file
@@ -112,7 +112,7 @@ ADAPTER_METHODS = ("lora",)
 
 def finetuning_method(cfg: ExperimentConfig, run: RunSpec) -> str:
     """The run's LLaMA-Factory finetuning_type: lora (the default), full or freeze."""
-    return str(cfg.train_args(run.model, run.variant).get("finetuning_type", "lora"))
+    return str(train_arg(cfg.train_args(run.model, run.variant), "finetuning_type"))
 
 
 def trains_whole_model(cfg: ExperimentConfig, run: RunSpec) -> bool:
@@ -126,7 +126,7 @@ def method_problems(cfg: ExperimentConfig) -> list[str]:
     out = []
     for m in cfg.models:
         for v in cfg.variant_names():
-            method = cfg.train_args(m.name, v).get("finetuning_type", "lora")
+            method = train_arg(cfg.train_args(m.name, v), "finetuning_type")
             key = where_set(cfg, m.name, "finetuning_type", v)
             if method not in ADAPTER_METHODS + WHOLE_MODEL_METHODS:
                 out.append(f"{key}: '{method}' writes what eval cannot serve (LoRA adapters as vLLM LoRA modules, "

@@ -1,0 +1,51 @@
+"""runresult.py: a scored run's record, written into its folder marker last, and
+still readable from pickles that name it by its former home (lorasweep.score)."""
+import json
+import pickle
+
+from conftest import write_experiment
+from lorasweep.config import load_config
+from lorasweep.plan import train_runs
+from lorasweep.runresult import RunResult, write_run_result
+
+
+def _result(run, cfg) -> RunResult:
+    return RunResult(run.run_id, cfg.name, run.model, run.size, run.seed, "free", list(cfg.task.labels),
+                     references=["夫妻", "父母"], raw=["夫妻", "好"], predictions=["夫妻", "<invalid>"],
+                     metrics={"macro_f1": 0.5})
+
+
+def test_a_result_is_written_with_its_predictions_and_the_scored_marker(sandbox):
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    run = train_runs(cfg)[0]
+    test = [{"label": "夫妻"}, {"label": "父母"}]
+    write_run_result(run, _result(run, cfg), test)
+    lines = [json.loads(x) for x in run.predictions_file("free").read_text(encoding="utf-8").splitlines()]
+    assert [(x["i"], x["correct"]) for x in lines] == [(0, True), (1, False)]
+    marker = json.loads(run.metrics_file("free").read_text())
+    assert marker["metrics"] == {"macro_f1": 0.5} and "raw" not in marker and "predictions" not in marker
+    assert pickle.loads(run.result_file("free").read_bytes()).raw == ["夫妻", "好"]
+
+
+def test_a_pickle_naming_the_class_by_its_former_module_still_loads(sandbox):
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    run = train_runs(cfg)[0]
+    old = pickle.dumps(_result(run, cfg), protocol=0).replace(b"lorasweep.runresult", b"lorasweep.score")
+    assert b"lorasweep.score" in old
+    assert pickle.loads(old).predictions == ["夫妻", "<invalid>"]
+
+
+def test_the_training_record_round_trips_and_reads_older_records(sandbox):
+    from lorasweep.atomic import atomic_write_json
+    from lorasweep.runspec import TrainRecord
+
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
+    run = train_runs(cfg)[0]
+    run.folder().mkdir(parents=True)
+    TrainRecord(run.run_id, model=run.model, size=run.size, train_wall_s=12.5, steps=40, method="lora").write(run)
+    got = TrainRecord.read(run)
+    assert (got.train_wall_s, got.steps, got.method, got.node) == (12.5, 40, "lora", None)
+    # a record from before some fields existed, with one this version does not know
+    atomic_write_json(run.trained_marker, {"train_wall_s": 3.0, "some_later_field": 1})
+    old = TrainRecord.read(run)
+    assert (old.run_id, old.train_wall_s, old.epochs) == (run.run_id, 3.0, None)
