@@ -393,3 +393,28 @@ def test_reading_the_test_set_never_writes_data_files(sandbox):
     assert sorted(p.name for p in (sandbox / "data").rglob("*")) == before
     assert not (sandbox / "dataset_info.json").exists()
     assert test == prepare_data(cfg).test == load_test(cfg)        # the same examples once written
+
+
+def test_one_read_of_the_data_and_one_split_per_command(sandbox, monkeypatch):
+    # check's data findings, prepare (train.sh), the test set (eval) and the baselines'
+    # splits all ask for the data: the file is read once and split once
+    import lorasweep.splits as splits_mod
+    from lorasweep.check import data_findings
+
+    rows = demo_data.generate(300, seed=0)
+    src = sandbox / "data" / "people.jsonl"
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml",
+                                       data={"source": str(src), "test_size": 30}))
+    reads, splits = [], []
+    real_read, real_split = splits_mod._read_records, splits_mod._make_splits
+    monkeypatch.setattr(splits_mod, "_read_records", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    monkeypatch.setattr(splits_mod, "_make_splits", lambda c: splits.append(1) or real_split(c))
+    assert data_findings(cfg)[0] == []
+    prepare_data(cfg)
+    make_splits(cfg)
+    splits_mod.load_split(cfg, "test")
+    assert (len(reads), len(splits)) == (1, 1)
+    # a changed file is read again
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows[:250]) + "\n", encoding="utf-8")
+    assert len(make_splits(cfg).pool) == 250 - 30 and (len(reads), len(splits)) == (2, 2)

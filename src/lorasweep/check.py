@@ -60,62 +60,85 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
             test = load_examples(cfg, cfg.data.test_file, split="test")
         except ConfigError as e:
             errors.append(str(e))
+    _empty_fields(cfg, examples, test, errors, warnings)
+    examples, test = _duplicates(cfg, examples, test, warnings)
+    overlap = 0
+    if test:
+        keys = {example_key(ex) for ex in test} & {example_key(ex) for ex in examples}
+        overlap = len(keys)
+        if keys:
+            warnings.append(f"{cfg.data.test_file}: {overlap} test example(s) also appear in {cfg.data.source}, "
+                            f"e.g. {_show(next(ex for ex in test if example_key(ex) in keys))}; they are left out "
+                            "of training")
+    errors += split_errors(cfg, len(examples), overlap)
+    _label_findings(cfg, examples, test, errors, warnings)
+    _length_findings(cfg, examples, warnings)
+    return errors, warnings
+
+
+def _empty_fields(cfg: ExperimentConfig, examples: list, test: list, errors: list, warnings: list) -> None:
+    """Empty texts (an error), empty entity pairs (an error), entities not in their text (a warning)."""
     src = cfg.data.source
     empty = sum(1 for ex in examples if not ex["text"])
     if empty:
         errors.append(f"{src}: {empty} example(s) with an empty text ({cfg.data.text_column}); remove them")
-    if cfg.task.type == "relation_classification":
-        for name, rows in ((src, examples), (cfg.data.test_file, test)):
-            blank = [ex for ex in rows if not ex["entity1"] or not ex["entity2"]]   # read stripped: "  " is ""
-            if blank:
-                e = blank[0]
-                errors.append(f"{name}: {len(blank)} example(s) with an empty entity1/entity2 (columns "
-                              f"{cfg.data.entity1_column}, {cfg.data.entity2_column}), e.g. {_show(e, blank=True)}; "
-                              "fill them in or remove the rows")
-        missing = [ex for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
-                   or ex["entity2"] and ex["entity2"] not in ex["text"]]
-        if missing:
-            warnings.append(f"{src}: {len(missing)} of {len(examples)} example(s) name an entity that does not "
-                            f"occur in the text (masked entities?), e.g. {_show(missing[0])}; they are used as "
-                            "they are")
-    distinct = []
+    if cfg.task.type != "relation_classification":
+        return
     for name, rows in ((src, examples), (cfg.data.test_file, test)):
+        blank = [ex for ex in rows if not ex["entity1"] or not ex["entity2"]]   # read stripped: "  " is ""
+        if blank:
+            errors.append(f"{name}: {len(blank)} example(s) with an empty entity1/entity2 (columns "
+                          f"{cfg.data.entity1_column}, {cfg.data.entity2_column}), e.g. {_show(blank[0], blank=True)}; "
+                          "fill them in or remove the rows")
+    missing = [ex for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
+               or ex["entity2"] and ex["entity2"] not in ex["text"]]
+    if missing:
+        warnings.append(f"{src}: {len(missing)} of {len(examples)} example(s) name an entity that does not "
+                        f"occur in the text (masked entities?), e.g. {_show(missing[0])}; they are used as "
+                        "they are")
+
+
+def _duplicates(cfg: ExperimentConfig, examples: list, test: list, warnings: list) -> tuple[list, list]:
+    """Each file with its repeated examples kept once (splits.dedupe), a warning for each that had some."""
+    distinct = []
+    for name, rows in ((cfg.data.source, examples), (cfg.data.test_file, test)):
         kept, dropped, conflicting = dedupe(rows)
         distinct.append(kept)
         if dropped:
             warnings.append(f"{name}: {len(dropped)} duplicate example(s) ({conflicting} with another label than "
                             f"the first), e.g. {_show(dropped[0])}; each is kept once (its first occurrence)")
-    examples, test = distinct
-    if test:
-        overlap = {example_key(ex) for ex in test} & {example_key(ex) for ex in examples}
-        if overlap:
-            warnings.append(f"{cfg.data.test_file}: {len(overlap)} test example(s) also appear in {src}, e.g. "
-                            f"{_show(next(ex for ex in test if example_key(ex) in overlap))}; they are left out "
-                            "of training")
-    errors += split_errors(cfg, len(examples), len(overlap) if test else 0)
+    return distinct[0], distinct[1]
+
+
+def _label_findings(cfg: ExperimentConfig, examples: list, test: list, errors: list, warnings: list) -> None:
+    """A label the held-out test set would lack (an error), labels far rarer than the commonest (a warning)."""
+    if not cfg.task.closed_labels or not examples:
+        return
     if not test:
-        if cfg.task.closed_labels:
-            held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
-            absent = [lab for lab in cfg.task.labels if held[lab] == 0]
-            if absent and len(absent) < len(cfg.task.labels):
-                errors.append(f"data: no test example for label(s) {absent}; they cannot be scored "
-                              "(bring more data or raise data.test_size)")
-    if cfg.task.closed_labels and examples:
-        counts = Counter(ex["label"] for ex in examples)
-        rare = [(lab, counts[lab]) for lab in cfg.task.labels if counts[lab] * IMBALANCE < max(counts.values())]
-        if rare:
-            top = counts.most_common(1)[0]
-            warnings.append(f"{src}: labels are imbalanced: {', '.join(f'{lab!r} {n}' for lab, n in rare)} "
-                            f"against {top[0]!r} {top[1]} (under 1/{IMBALANCE} of the largest); macro-F1 weighs "
-                            "them equally")
+        held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
+        absent = [lab for lab in cfg.task.labels if held[lab] == 0]
+        if absent and len(absent) < len(cfg.task.labels):
+            errors.append(f"data: no test example for label(s) {absent}; they cannot be scored "
+                          "(bring more data or raise data.test_size)")
+    counts = Counter(ex["label"] for ex in examples)
+    rare = [(lab, counts[lab]) for lab in cfg.task.labels if counts[lab] * IMBALANCE < max(counts.values())]
+    if rare:
+        top = counts.most_common(1)[0]
+        warnings.append(f"{cfg.data.source}: labels are imbalanced: {', '.join(f'{lab!r} {n}' for lab, n in rare)} "
+                        f"against {top[0]!r} {top[1]} (under 1/{IMBALANCE} of the largest); macro-F1 weighs "
+                        "them equally")
+
+
+def _length_findings(cfg: ExperimentConfig, examples: list, warnings: list) -> None:
+    """A long tail of text lengths (a warning; the token lengths per model come later)."""
     lengths = sorted(len(ex["text"]) for ex in examples)
-    if lengths:
-        median, longest = lengths[len(lengths) // 2], lengths[-1]
-        if longest > LONG_TAIL * max(median, 1):
-            n_long = sum(1 for n in lengths if n > LONG_TAIL * max(median, 1))
-            warnings.append(f"{src}: {n_long} text(s) longer than {LONG_TAIL}x the median of {median} characters "
-                            f"(the longest {longest}); see the token lengths per model below")
-    return errors, warnings
+    if not lengths:
+        return
+    median, longest = lengths[len(lengths) // 2], lengths[-1]
+    if longest > LONG_TAIL * max(median, 1):
+        n_long = sum(1 for n in lengths if n > LONG_TAIL * max(median, 1))
+        warnings.append(f"{cfg.data.source}: {n_long} text(s) longer than {LONG_TAIL}x the median of {median} "
+                        f"characters (the longest {longest}); see the token lengths per model below")
 
 
 def _show(ex: dict, blank: bool = False) -> str:

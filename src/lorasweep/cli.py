@@ -62,6 +62,21 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        cfg = _load(args)
+        if args.cmd not in ("train", "check"):
+            show_recorded_overrides(cfg)
+        if args.cmd == "train" and args.dry_run:
+            return _plan(cfg, show_yaml=True)
+        return _RUN[args.cmd](cfg, args)
+    except (ConfigError, LockError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lorasweep", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -87,50 +102,58 @@ def main(argv: list[str] | None = None) -> int:
     which = t.add_mutually_exclusive_group()
     which.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
     which.add_argument("--retry-failed", action="store_true", help="train only the runs that failed before")
-    args = ap.parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        cfg = _load(args)
-        if args.cmd not in ("train", "check"):
-            show_recorded_overrides(cfg)
-        if args.cmd == "check":
-            for m in cfg.models:
-                print(f"model {m.name} ({m.path}): {availability(m.path)}")
-            report = full_check(cfg)
-            for label, items in (("note", report.notes), ("error", report.errors), ("warning", report.warnings)):
-                for p in items:
-                    print(f"  - {label}: {p}")
-            print(f"{cfg.path}: {_verdict(report, args.strict)}")
-            return 1 if report.fatal(args.strict) else 0
-        if args.cmd == "plan" or (args.cmd == "train" and args.dry_run):
-            return _plan(cfg, show_yaml=args.cmd == "train")
-        if args.cmd == "prepare":
-            prepare_data(cfg)
-            return 0
-        if args.cmd == "train":
-            summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed,
-                                   strict=args.strict, retrain_changed=args.retrain_changed)
-            print(summary.text(), flush=True)
-            return 1 if summary.failed else 0
-        if args.cmd == "eval":
-            summary = run_eval(cfg)
-            print(summary.text(), flush=True)
-            return 1 if summary.failed else 0
-        if args.cmd == "report":
-            out = write_report(cfg, target=args.target, n_resamples=args.resamples, seed=args.bootstrap_seed)
-            print(out)
-            return 0
-        if args.cmd == "notebook":
-            run_notebook(cfg)
-            return 0
-        if args.cmd == "results":
-            df = collect_results(cfg)
-            print(summary_table(reported_rows(df)).to_string() if len(df) else "no scored runs yet")
-            return 0
-    except (ConfigError, LockError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ap
+
+
+# Each command, given the loaded config and the parsed arguments: its exit code.
+
+def _check(cfg: ExperimentConfig, args) -> int:
+    for m in cfg.models:
+        print(f"model {m.name} ({m.path}): {availability(m.path)}")
+    report = full_check(cfg)
+    for label, items in (("note", report.notes), ("error", report.errors), ("warning", report.warnings)):
+        for p in items:
+            print(f"  - {label}: {p}")
+    print(f"{cfg.path}: {_verdict(report, args.strict)}")
+    return 1 if report.fatal(args.strict) else 0
+
+
+def _train(cfg: ExperimentConfig, args) -> int:
+    summary = run_training(cfg, retry_failed=not args.skip_failed, only_failed=args.retry_failed,
+                           strict=args.strict, retrain_changed=args.retrain_changed)
+    print(summary.text(), flush=True)
+    return 1 if summary.failed else 0
+
+
+def _eval(cfg: ExperimentConfig, args) -> int:
+    summary = run_eval(cfg)
+    print(summary.text(), flush=True)
+    return 1 if summary.failed else 0
+
+
+def _report(cfg: ExperimentConfig, args) -> int:
+    print(write_report(cfg, target=args.target, n_resamples=args.resamples, seed=args.bootstrap_seed))
     return 0
+
+
+def _results(cfg: ExperimentConfig, args) -> int:
+    df = collect_results(cfg)
+    print(summary_table(reported_rows(df)).to_string() if len(df) else "no scored runs yet")
+    return 0
+
+
+def _prepare(cfg: ExperimentConfig, args) -> int:
+    prepare_data(cfg)
+    return 0
+
+
+def _notebook(cfg: ExperimentConfig, args) -> int:
+    run_notebook(cfg)
+    return 0
+
+
+_RUN = {"check": _check, "plan": lambda cfg, args: _plan(cfg, show_yaml=False), "prepare": _prepare,
+        "train": _train, "eval": _eval, "report": _report, "notebook": _notebook, "results": _results}
 
 
 def _verdict(report, strict: bool) -> str:

@@ -190,7 +190,9 @@ def _selection_line(cfg: ExperimentConfig) -> str:
 
 def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 1000, seed: int = 0,
                  out: Path | None = None) -> Path:
-    """One self-contained HTML file (figures embedded) with all of the above."""
+    """One self-contained HTML file (figures embedded), its sections in reading order:
+    the setting, which series wins, the curves and labels needed, the table with
+    intervals, the paired comparisons, score against epochs, training loss, cost."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,86 +203,19 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
         raise FileNotFoundError(f"no scored runs for experiment '{cfg.name}': run `bash shell/eval.sh` first")
     df = with_intervals(cfg, reported_rows(everything), n_resamples, seed)
     answers = curve_answers(df, target, cfg, seed=seed)
-    sections = [f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>",
-                f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
-                f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
-                f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.budget_text()}"
-                f"{_steps_line(df)}.{_variants_line(cfg, df)}{_selection_line(cfg)} Score = "
-                f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
-                f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>"]
     sizes = sorted(int(s) for s in df["size"].unique() if s > 0)
     matrices = {} if cfg.task.type == "ner" else {n: paired_matrix(cfg, df, n, seed=seed) for n in sizes}
     which = "Which model, which variant, how many labels" if cfg.variants else "Which model, how many labels"
-    sections.append(f"<h2>{which}</h2>" + _verdicts(df, matrices, answers, target))
-    sections.append("<h2>Learning curves and labels needed</h2>")
-    sections.append(f'<img class="figure" alt="learning curves" src="data:image/png;base64,'
-                    f'{_png(plot_curves_with_fits(df, answers, target))}">')
-    items = "".join(_answer_item(k, v) for k, v in answers.items())
-    sections.append(f"<p>Training examples needed for score = {target:.2f}. The curve is an ensemble of "
-                    f"{len(FAMILIES)} monotone families ({', '.join(f.name for f in FAMILIES)}) weighted by AIC with "
-                    "each score's test-set noise; the answer's intervals come from refitting it on resamples of the "
-                    "test examples and of the seeds; answers beyond "
-                    f"{MAX_EXTRAPOLATION:.0f}x the largest measured size are not given. The backtest refits "
-                    "without the largest size and predicts it.</p>"
-                    f"<ul class='answers'>{items}</ul>")
-
-    sections.append("<h2>Results with confidence intervals</h2>")
-    shown = ["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
-             "accuracy_high", "invalid", "n"] + [c for c in SELECTION_COLUMNS if c in df]
-    tab = df[shown].sort_values(["series", "size", "seed"]).set_index("series")
-    sections.append(_table(tab, fmt=_fmt))
-    seeds = df.groupby(["series", "size"])["score"].agg(["mean", "std", "count"]).reset_index().set_index("series")
-    sections.append("<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
-
-    sections.append("<h2>Paired comparisons</h2><p>Macro-F1 difference on the same test examples (row minus "
-                    "column; the mean over every seed both series have), the paired-bootstrap p-value of that "
-                    "difference, Holm-corrected over all the pairs at that size, and the exact McNemar p-value "
-                    "of per-example correctness (over the seed-example pairs); significant (corrected bootstrap "
-                    "p &lt; 0.05) cells highlighted.</p>")
-    if cfg.task.type == "ner":
-        sections.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
-    else:
-        for size, (p, d) in matrices.items():
-            if len(p) < 2:
-                continue
-            cell = p.copy().astype(object)
-            for a in p.index:
-                for b in p.columns:
-                    if a != b:
-                        pv, mv = p.loc[a, b], p.attrs["mcnemar"].loc[a, b]
-                        cell.loc[a, b] = (f"{d.loc[a, b]:+.3f} (p{'<0.001' if pv < 0.001 else f'={pv:.3f}'}; "
-                                          f"McNemar {'<0.001' if mv < 0.001 else f'{mv:.3f}'})")
-            sections.append(f"<h3>train size {int(size)}</h3>" + _table(
-                cell, highlight=_sig))
-
-    if len(epoch_points(everything)):
-        if selecting(cfg):
-            sections.append("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
-                            "train.save_epochs, and its final one, scored on the test set: where longer training "
-                            "stops paying, per train size. These test-set scores are <b>not used for selection</b>: "
-                            "the validation set chose each run's reported checkpoint (the <i>selected</i> column "
-                            "above) before its test answers were read.</p>")
-        else:
-            sections.append("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
-                            "train.save_epochs, and its final one, scored on the test set: where longer training "
-                            "stops paying, per train size (the paired comparisons above include the kept "
-                            "checkpoints as series of their own, e.g. <i>model / free / e5</i>). These are test-set "
-                            "scores of checkpoints of one run, shown as a curve; none was chosen by them.</p>")
-        sections.append(f'<img class="figure" alt="score against epochs" src="data:image/png;base64,'
-                        f'{_png(plot_epoch_curves(everything))}">')
-    curves = training_curves(cfg, everything)
-    if len(curves):
-        sections.append("<h2>Training loss</h2><p>Per run, from LLaMA-Factory's trainer_log.jsonl (one point per "
-                        "logged step).</p>")
-        sections.append(f'<img class="figure" alt="training loss" src="data:image/png;base64,'
-                        f'{_png(plot_loss_curves(curves))}">')
-    sections.append("<h2>Cost of each point</h2>")
-    sections.append(f'<img class="figure" alt="cost" src="data:image/png;base64,{_png(plot_cost(df))}">')
-    cost = df[["series", "size", "seed", "train_wall_s", "train_samples_per_s", "train_tokens_seen",
-               "train_peak_rss_gb", "score_s"]].sort_values(["series", "size"]).set_index("series")
-    sections.append(_table(cost, fmt=_fmt))
-    sections.append(f"<p class='foot'>Written by lorasweep in {time.time() - t0:.0f} s on "
-                    f"{time.strftime('%Y-%m-%d %H:%M')}.</p>")
+    sections = [_setting_section(cfg, df, n_resamples, seed),
+                f"<h2>{which}</h2>" + _verdicts(df, matrices, answers, target),
+                _curves_section(df, answers, target),
+                _results_section(df),
+                _paired_section(cfg, matrices),
+                _epochs_section(cfg, everything),
+                _loss_section(cfg, everything),
+                _cost_section(df),
+                f"<p class='foot'>Written by lorasweep in {time.time() - t0:.0f} s on "
+                f"{time.strftime('%Y-%m-%d %H:%M')}.</p>"]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;"
              "margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
              "th{background:#f4f4f4}td.sig{background:#d8f0d8;font-weight:bold}img.figure{max-width:100%}.small{font-size:12px;color:#555}")
@@ -290,3 +225,94 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     atomic_write_text(out, page)
     log.info("report: %s (%.0f kB)", out, len(page) / 1024)
     return out
+
+
+def _setting_section(cfg: ExperimentConfig, df, n_resamples: int, seed: int) -> str:
+    return (f"<h1>lorasweep report: {html.escape(cfg.name)}</h1>"
+            f"<p>Task <b>{cfg.task.type}</b>, {len(cfg.task.labels)} labels; models "
+            f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
+            f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.budget_text()}"
+            f"{_steps_line(df)}.{_variants_line(cfg, df)}{_selection_line(cfg)} Score = "
+            f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
+            f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>")
+
+
+def _curves_section(df, answers: dict, target: float) -> str:
+    items = "".join(_answer_item(k, v) for k, v in answers.items())
+    return ("<h2>Learning curves and labels needed</h2>"
+            f'<img class="figure" alt="learning curves" src="data:image/png;base64,'
+            f'{_png(plot_curves_with_fits(df, answers, target))}">'
+            f"<p>Training examples needed for score = {target:.2f}. The curve is an ensemble of "
+            f"{len(FAMILIES)} monotone families ({', '.join(f.name for f in FAMILIES)}) weighted by AIC with "
+            "each score's test-set noise; the answer's intervals come from refitting it on resamples of the "
+            "test examples and of the seeds; answers beyond "
+            f"{MAX_EXTRAPOLATION:.0f}x the largest measured size are not given. The backtest refits "
+            "without the largest size and predicts it.</p>"
+            f"<ul class='answers'>{items}</ul>")
+
+
+def _results_section(df) -> str:
+    shown = ["series", "size", "seed", "score", "score_low", "score_high", "accuracy", "accuracy_low",
+             "accuracy_high", "invalid", "n"] + [c for c in SELECTION_COLUMNS if c in df]
+    tab = df[shown].sort_values(["series", "size", "seed"]).set_index("series")
+    seeds = df.groupby(["series", "size"])["score"].agg(["mean", "std", "count"]).reset_index().set_index("series")
+    return ("<h2>Results with confidence intervals</h2>" + _table(tab, fmt=_fmt)
+            + "<h3>Across seeds</h3>" + _table(seeds, fmt=_fmt))
+
+
+def _paired_section(cfg: ExperimentConfig, matrices: dict) -> str:
+    out = ["<h2>Paired comparisons</h2><p>Macro-F1 difference on the same test examples (row minus "
+           "column; the mean over every seed both series have), the paired-bootstrap p-value of that "
+           "difference, Holm-corrected over all the pairs at that size, and the exact McNemar p-value "
+           "of per-example correctness (over the seed-example pairs); significant (corrected bootstrap "
+           "p &lt; 0.05) cells highlighted.</p>"]
+    if cfg.task.type == "ner":
+        out.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
+    for size, (p, d) in matrices.items():
+        if len(p) < 2:
+            continue
+        cell = p.copy().astype(object)
+        for a in p.index:
+            for b in p.columns:
+                if a != b:
+                    pv, mv = p.loc[a, b], p.attrs["mcnemar"].loc[a, b]
+                    cell.loc[a, b] = (f"{d.loc[a, b]:+.3f} (p{'<0.001' if pv < 0.001 else f'={pv:.3f}'}; "
+                                      f"McNemar {'<0.001' if mv < 0.001 else f'{mv:.3f}'})")
+        out.append(f"<h3>train size {int(size)}</h3>" + _table(cell, highlight=_sig))
+    return "".join(out)
+
+
+def _epochs_section(cfg: ExperimentConfig, everything) -> str:
+    if not len(epoch_points(everything)):
+        return ""
+    if selecting(cfg):
+        text = ("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
+                "train.save_epochs, and its final one, scored on the test set: where longer training "
+                "stops paying, per train size. These test-set scores are <b>not used for selection</b>: "
+                "the validation set chose each run's reported checkpoint (the <i>selected</i> column "
+                "above) before its test answers were read.</p>")
+    else:
+        text = ("<h2>Score against epochs</h2><p>Each trained run's adapter kept after the epochs in "
+                "train.save_epochs, and its final one, scored on the test set: where longer training "
+                "stops paying, per train size (the paired comparisons above include the kept "
+                "checkpoints as series of their own, e.g. <i>model / free / e5</i>). These are test-set "
+                "scores of checkpoints of one run, shown as a curve; none was chosen by them.</p>")
+    return (text + f'<img class="figure" alt="score against epochs" src="data:image/png;base64,'
+            f'{_png(plot_epoch_curves(everything))}">')
+
+
+def _loss_section(cfg: ExperimentConfig, everything) -> str:
+    curves = training_curves(cfg, everything)
+    if not len(curves):
+        return ""
+    return ("<h2>Training loss</h2><p>Per run, from LLaMA-Factory's trainer_log.jsonl (one point per "
+            "logged step).</p>"
+            f'<img class="figure" alt="training loss" src="data:image/png;base64,{_png(plot_loss_curves(curves))}">')
+
+
+def _cost_section(df) -> str:
+    cost = df[["series", "size", "seed", "train_wall_s", "train_samples_per_s", "train_tokens_seen",
+               "train_peak_rss_gb", "score_s"]].sort_values(["series", "size"]).set_index("series")
+    return ("<h2>Cost of each point</h2>"
+            f'<img class="figure" alt="cost" src="data:image/png;base64,{_png(plot_cost(df))}">'
+            + _table(cost, fmt=_fmt))

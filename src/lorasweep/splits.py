@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -367,11 +368,46 @@ def _json_hint(e: json.JSONDecodeError, line: str) -> str:
     return ""
 
 
+# One read of the data and one split per command: check, prepare, lengths and the
+# baselines all ask for them; the answers are kept here for the process's life, keyed
+# on the data and task settings and each data file's content (a digest: a file changed
+# in between is read again; hashing costs a fraction of parsing).
+_MEMO: dict[tuple, object] = {}
+
+
+def _fingerprint(path: Path) -> tuple:
+    if path.is_file():
+        return (str(path), hashlib.sha1(path.read_bytes()).hexdigest())
+    if path.is_dir():   # a save_to_disk folder: its files' names, sizes and times
+        return (str(path), tuple(sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                                        for f in path.rglob("*") if f.is_file())))
+    return (str(path), None)
+
+
+def _memo_key(cfg: ExperimentConfig, *what) -> tuple:
+    files = tuple(_fingerprint(_locate(src)[0]) for src in (cfg.data.source, cfg.data.test_file)
+                  if src and not src.startswith("generate:"))
+    return (cfg.data.model_dump_json(), cfg.task.model_dump_json(), files, *what)
+
+
+def _remembered(key: tuple, make):
+    if key not in _MEMO:
+        if len(_MEMO) > 16:
+            _MEMO.clear()
+        _MEMO[key] = make()   # (an error is raised, not kept: the next call tries again)
+    return _MEMO[key]
+
+
 def load_examples(cfg: ExperimentConfig, source: str, split: str = "train") -> list[dict[str, str]]:
     """Examples from `source`: a generator, a file (.json, .jsonl, .csv, .tsv,
     .parquet) or a datasets save_to_disk folder (`folder:split` for a split of
     a DatasetDict, else `split`), with the configured columns mapped to
-    text/label/entities."""
+    text/label/entities. Read once per process (each caller gets its own copies)."""
+    rows = _remembered(_memo_key(cfg, "examples", source, split), lambda: _load_examples(cfg, source, split))
+    return [dict(ex) for ex in rows]
+
+
+def _load_examples(cfg: ExperimentConfig, source: str, split: str) -> list[dict[str, str]]:
     if source.startswith("generate:"):
         gen = source.split(":", 1)[1]
         if gen not in GENERATORS:
@@ -461,7 +497,12 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
     Duplicates are kept once (first occurrence); with a given test file, its
     examples are left out of the pool. The validation set is held out once
     from what the test set leaves, stratified, by the split seed alone: every
-    seed's training subsets are drawn from the rest."""
+    seed's training subsets are drawn from the rest. Made once per process."""
+    made = _remembered(_memo_key(cfg, "splits"), lambda: _make_splits(cfg))
+    return Splits(pool=list(made.pool), test=list(made.test), val=list(made.val))
+
+
+def _make_splits(cfg: ExperimentConfig) -> Splits:
     examples = dedupe(load_examples(cfg, cfg.data.source))[0]
     v = cfg.data.val_size
     if cfg.data.test_file:
