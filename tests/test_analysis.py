@@ -138,3 +138,17 @@ def test_which_wins_names_every_series_and_when_a_model_passes_the_best_baseline
     assert "20 examples: <b>baseline-tfidf-logreg</b> (a baseline)" in answers
     assert "160 examples: <b>good / free</b>" in answers
     assert "A fine-tuned model is ahead of the best baseline from 80 examples on (n=20: good / free" in answers
+
+
+def test_a_model_ahead_of_the_baselines_only_at_small_sizes_is_said_so():
+    import pandas as pd
+
+    series = ["good / free", "baseline-tfidf-logreg / classifier"]
+    rows = [(40, 0.67, 0.55), (80, 0.66, 0.68), (160, 0.67, 0.84)]
+    df = pd.DataFrame([{"size": n, "series": s, "score": v} for n, a, b in rows for s, v in zip(series, (a, b), strict=True)])
+    p = pd.DataFrame(0.01, index=series, columns=series)
+    text = report._ahead_of_baselines(df, {n: (p, None) for n, _, _ in rows})
+    assert text.startswith("A fine-tuned model is ahead of the best baseline at 40 examples, but not at the largest")
+    behind = df.assign(score=[0.1, 0.9] * 3)
+    assert report._ahead_of_baselines(behind, {n: (p, None) for n, _, _ in rows}).startswith(
+        "No fine-tuned model is ahead of the best baseline at any size measured")

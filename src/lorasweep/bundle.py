@@ -42,6 +42,7 @@ REQ = ROOT / "requirements"
 # environment -> requirement files resolved together; the serving file depends on the target
 ENVS = {"harness": ["harness.txt"], "train": ["train.txt"], "serve": None}
 NO_DEPS = {"train": ["embed.txt"]}   # installed with --no-deps (see setup.sh's post_train)
+INSTALLER = "uv.txt"                 # what setup.sh installs the environments with (locks/uv.txt in a bundle)
 LOCKS, WHEELS, MODELS = "locks", "wheels", "models"
 HAVE_FILE = "have.txt"               # the target's pip freeze, kept in the bundle: setup.sh links its site-packages
 MANIFEST = "bundle.json"
@@ -188,6 +189,10 @@ def make(out: Path, python_version: str, platforms: list[str], serve: str, have_
         download(todo, out / WHEELS, pip_args)
         done.update(lock)
     download(["pip"], out / WHEELS, pip_args)   # so make_env's pip upgrade finds one offline
+    # the installer setup.sh prefers for the environments: uv, one binary wheel with no dependencies
+    installer = _requirement_lines(REQ / INSTALLER)
+    (out / LOCKS / INSTALLER).write_text("\n".join(installer) + "\n")
+    download(installer, out / WHEELS, pip_args)
     if with_models:
         from .models import EMBEDDED
 

@@ -124,7 +124,11 @@ def _ahead_of_baselines(df, matrices: dict) -> str:
     detail = "; ".join(f"n={s:,}: {html.escape(a)} {ma:.3f} vs {html.escape(b)} {mb:.3f} (p{_p_text(q)})"
                        for s, a, ma, b, mb, q in per_size)
     if first is None:
-        return f"No fine-tuned model is ahead of the best baseline at the largest size measured ({detail})."
+        ahead = [f"{x[0]:,}" for x in per_size if x[2] > x[4]]
+        if ahead:
+            return (f"A fine-tuned model is ahead of the best baseline at {', '.join(ahead)} examples, but not at "
+                    f"the largest size measured ({detail}).")
+        return f"No fine-tuned model is ahead of the best baseline at any size measured ({detail})."
     if first == per_size[0][0]:
         return f"A fine-tuned model is ahead of the best baseline at every size measured ({detail})."
     return f"A fine-tuned model is ahead of the best baseline from {first:,} examples on ({detail})."

@@ -8,6 +8,7 @@ before an environment exists:
 
     python -m lorasweep.tools home            # the cache home
     python -m lorasweep.tools serve-backend   # gpu or cpu (LORASWEEP_SERVE_BACKEND, else nvidia-smi)
+    python -m lorasweep.tools uv-index-args   # pip's index settings as uv's flags, one per line
 """
 from __future__ import annotations
 
@@ -164,8 +165,46 @@ def serve_backend() -> str:
     return backend
 
 
+# pip's index settings (pip.conf, PIP_* variables) that uv, which reads neither, is given as
+# flags: the same indexes, local wheel folders and constraints for either installer.
+PIP_TO_UV = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links",
+             "constraint": "--constraint"}
+
+
+def uv_index_args(pip_config: str | None = None, env: dict[str, str] | None = None) -> list[str]:
+    """uv flags for what pip is configured with here (`pip config list` lines such as
+    global.find-links='/opt/wheels'; PIP_FIND_LINKS etc. win over the files, as for pip).
+    With several indexes, uv is told to pick the best version across them as pip does
+    (--index-strategy unsafe-best-match: e.g. torch 2.13.0+cpu from a local folder
+    over 2.13.0 from PyPI)."""
+    env = os.environ if env is None else env
+    if pip_config is None:
+        proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+        pip_config = proc.stdout if proc.returncode == 0 else ""
+    values: dict[str, str] = {}
+    for line in pip_config.splitlines():
+        name, _, value = line.partition("=")
+        key = name.rsplit(".", 1)[-1]
+        if key in PIP_TO_UV or key == "no-index":
+            values[key] = value.strip().strip("'\"")
+    for key in [*PIP_TO_UV, "no-index"]:
+        var = "PIP_" + key.upper().replace("-", "_")
+        if env.get(var):
+            values[key] = env[var]
+    args: list[str] = []
+    for key, flag in PIP_TO_UV.items():
+        for value in values.get(key, "").split():
+            args += [flag, value]
+    if values.get("no-index", "").lower() in ("1", "true", "yes", "on"):
+        args.append("--no-index")
+    if any(a in ("--extra-index-url", "--find-links") for a in args):
+        args += ["--index-strategy", "unsafe-best-match"]
+    return args
+
+
 def main(argv: list[str]) -> int:
-    answers = {"home": lambda: str(cache_home()), "serve-backend": serve_backend}
+    answers = {"home": lambda: str(cache_home()), "serve-backend": serve_backend,
+               "uv-index-args": lambda: "\n".join(uv_index_args())}
     if len(argv) != 1 or argv[0] not in answers:
         print(f"usage: python -m lorasweep.tools {{{'|'.join(answers)}}}", file=sys.stderr)
         return 2
