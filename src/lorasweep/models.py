@@ -25,6 +25,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,11 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    names = a.names or list(EMBEDDED_MODELS)
     try:
-        for name in a.names or EMBEDDED_MODELS:
-            if name not in EMBEDDED:
-                raise RuntimeError(f"unknown embedded model {name!r}; available: {', '.join(EMBEDDED_MODELS)}")
-            build(a.train_python, a.serve_python, name, force=a.force)
+        unknown = [n for n in names if n not in EMBEDDED]
+        if unknown:
+            raise RuntimeError(f"unknown embedded model {unknown[0]!r}; available: {', '.join(EMBEDDED_MODELS)}")
+        # built at the same time where there are cores for it: each build is a few
+        # processes one after the other (weights, tokenizer, verify), mostly one core each
+        with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+            for job in [pool.submit(build, a.train_python, a.serve_python, n, a.force) for n in names]:
+                job.result()
     except RuntimeError as e:
         log.error("%s", e)
         return 1
