@@ -30,7 +30,7 @@ log() { printf '%s [setup] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 pip_quiet() {
   local out rc=0
   out=$("$@" 2>&1) || rc=$?
-  printf '%s\n' "$out" | grep -v -e "is ignored: it is neither a file nor a directory" -e '^$' >&2 || true
+  printf '%s\n' "$out" | grep -v -e "is ignored: it is neither a file nor a directory" -e "is ignored: it is either a non-existing path" -e '^$' >&2 || true
   return $rc
 }
 
@@ -54,8 +54,10 @@ make_env() {
     inherit_site "$dir"
     # exactly the closure resolved when the bundle was made: no index, no resolution
     if [ -n "$UV" ]; then
+      local links=() d   # (uv refuses a folder that is not there: a bundle made --no-models has no models/)
+      for d in "$BUNDLE/wheels" "$BUNDLE/models"; do [ ! -d "$d" ] || links+=(--find-links "$d"); done
       "$UV" pip install --quiet --python "$dir/bin/python" --compile-bytecode --no-deps --no-index \
-        --find-links "$BUNDLE/wheels" --find-links "$BUNDLE/models" -r "$BUNDLE/locks/$name.txt"
+        "${links[@]}" -r "$BUNDLE/locks/$name.txt"
     else
       pip_quiet "$dir/bin/python" -m pip install --quiet --no-deps --ignore-installed -r "$BUNDLE/locks/$name.txt"
     fi
