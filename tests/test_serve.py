@@ -7,6 +7,16 @@ from lorasweep.serve import VLLMServer, checkpoint_servers
 GB = 1_000_000_000
 
 
+def _one_model_config(tmp_path, model_path):
+    """A one-model text-classification experiment whose model is the folder `model_path`."""
+    exp = tmp_path / "x.yaml"
+    exp.write_text(json.dumps({"name": "x", "task": {"type": "text_classification", "labels": ["a", "b"],
+                                                     "prompt": "{text}"},
+                               "data": {"source": "d.jsonl"}, "train_sizes": [10],
+                               "models": [{"name": "m1", "path": str(model_path), "template": "gemma"}]}))
+    return load_config(exp)
+
+
 def test_checkpoint_servers_fit_three_times_their_weights_in_the_gpus_share():
     # 0.9 x 141 GB / (3 x 15 GB) = 2.8 -> 2 at once (a 7B bf16 model on an H200)
     assert checkpoint_servers("auto", 8, 15 * GB, 141 * GB) == 2
@@ -27,12 +37,7 @@ def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path)
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({}))
-    exp = tmp_path / "x.yaml"
-    exp.write_text(json.dumps({"name": "x", "task": {"type": "text_classification", "labels": ["a", "b"],
-                                                     "prompt": "{text}"},
-                               "data": {"source": "d.jsonl"}, "train_sizes": [10],
-                               "models": [{"name": "m1", "path": str(model), "template": "gemma"}]}))
-    cfg = load_config(exp)
+    cfg = _one_model_config(tmp_path, model)
     ckpt = tmp_path / "runs" / "adapter"
     srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["0"], checkpoint=ckpt,
                      served_name="m1__full__n10__seed1", memory_share=0.45)
@@ -70,12 +75,7 @@ def test_a_server_that_stopped_says_why_in_one_line(tmp_path):
 
     from lorasweep.procs import Child
 
-    exp = tmp_path / "x.yaml"
-    exp.write_text(json.dumps({"name": "x", "task": {"type": "text_classification", "labels": ["a", "b"],
-                                                     "prompt": "{text}"},
-                               "data": {"source": "d.jsonl"}, "train_sizes": [10],
-                               "models": [{"name": "m1", "path": str(tmp_path), "template": "gemma"}]}))
-    cfg = load_config(exp)
+    cfg = _one_model_config(tmp_path, tmp_path)
     srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log")
     assert srv.state() == "the server was stopped"
     srv.child = Child([sys.executable, "-c", "import time; print('loading'); time.sleep(30)"], srv.log_path)
