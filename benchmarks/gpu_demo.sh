@@ -13,6 +13,11 @@
 # Step fullbase: the experiment's finished adapters scored again as experiment
 # <name>_fullbase with eval.quantized_base false (QLoRA adapters on the
 # full-precision base, beside their scores on the quantized one).
+# Steps rescore, rescore2: the scores deleted and eval.sh run again on the same
+# machine (a server start with warm compiler caches), with RESCORE_ARGS (and
+# RESCORE2_ARGS) added, e.g. "--set eval.extra_server_args=[--enforce-eager]".
+# Step importtime: where the serving environment's Python start goes
+# (python -X importtime of vLLM's API server module).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 pieces=$1; logs=$2; shift 2
@@ -44,6 +49,23 @@ fullbase() {   # a copy of the trained runs, scoring files left behind, scored o
     -o -name 'answers.*' -o -name 'results.*' -o -name '.*.lock' \) -delete
   bash shell/eval.sh "$exp" --set "name=${exp_name}_fullbase" --set eval.quantized_base=false "$@"
 }
+unscore() {   # every scoring file of the experiment deleted: the next eval.sh scores it all again
+  find "experiments/$exp_name" \( -name 'metrics.*.json' -o -name 'result.*.pkl' -o -name 'predictions.*' \
+    -o -name 'answers.*' -o -name 'results.*' -o -name '.*.lock' -o -name 'selection*.json' \) -delete
+}
+rescore() {   # extra args for eval.sh, as one word split on spaces
+  local extra; read -r -a extra <<< "$1"; shift
+  unscore && bash shell/eval.sh "$exp" "$@" "${extra[@]}"
+}
+importtime() {   # twice: the second start finds the byte-code the first wrote (if any was missing)
+  local py=${LORASWEEP_HOME:-$HOME/.cache/lorasweep}/envs/serve/bin/python t0
+  for k in 1 2; do
+    t0=$(date +%s%N)
+    "$py" -X importtime -c "import vllm.entrypoints.openai.api_server" 2> "$logs/importtime$k.txt"
+    echo "import $k: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  done
+  sort -t'|' -k2 -n -r "$logs/importtime1.txt" | head -30
+}
 nvidia-smi -L > "$logs/gpus.txt"
 read -r -a bench_args <<< "${BENCH_ARGS:---reps 1}"
 for s in ${STEPS:-setup train eval report bench}; do
@@ -52,6 +74,9 @@ for s in ${STEPS:-setup train eval report bench}; do
     train) step train bash shell/train.sh "$exp" "$@" --set "train.runs_per_gpu=${RUNS_PER_GPU:-8}" ;;
     eval) step eval bash shell/eval.sh "$exp" "$@" ;;
     fullbase) step fullbase fullbase "$@" ;;
+    rescore) step rescore rescore "${RESCORE_ARGS:-}" "$@" ;;
+    rescore2) step rescore2 rescore "${RESCORE2_ARGS:-}" "$@" ;;
+    importtime) step importtime importtime ;;
     report) step report bash shell/report.sh "$exp" "$@" ;;
     bench) step bench bash benchmarks/run.sh eval_throughput.py "${bench_args[@]}" "$@" ;;
     *) echo "gpu_demo.sh: unknown step '$s'" >&2; exit 2 ;;

