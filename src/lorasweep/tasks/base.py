@@ -26,6 +26,7 @@ class Task:
     closed_labels: bool = True         # an answer is one label (constrained decoding, label checks apply)
     label_statistics: bool = False     # predictions are labels: macro-F1 bootstraps, paired tests, curve resamples
     baselines: bool = False            # the classifier baselines (TF-IDF, MiniLM) apply
+    curve_metrics: tuple[str, ...] = ("score", "accuracy")   # the notebook's learning-curve panels
 
     @property
     def headline_label(self) -> str:

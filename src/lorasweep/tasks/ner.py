@@ -21,6 +21,7 @@ class NerTask(Task):
     headline = "f1_micro"
     metric_labels = {"f1_micro": "entity micro-F1", "exact_match": "exact match"}
     closed_labels = False   # the labels are entity types; an answer is free structured text
+    curve_metrics = ("score", "exact_match")
 
     def validate(self, spec: TaskSpec) -> None:
         # an answer line `entity<sep>type` is split at its last separator (ner.parse_answer)
