@@ -20,7 +20,7 @@ from lorasweep.plan import eval_runs, plan_text, train_runs
 from lorasweep.runresult import RunResult, write_run_result
 from lorasweep.runspec import TEST, VAL, RunSpec
 from lorasweep.selection import candidates, choose, record_selections
-from lorasweep.splits import example_key, load_split, make_splits, prepare_data, stratum, to_alpaca, train_subset
+from lorasweep.splits import example_key, load_split, make_splits, prepare_data, to_alpaca, train_subset
 
 matplotlib.use("Agg")
 
@@ -54,8 +54,8 @@ def test_the_validation_set_is_disjoint_from_the_test_set_and_every_training_sub
 
 def test_the_validation_set_is_stratified_like_the_data(sandbox):
     s = make_splits(_cfg(sandbox, val_size=100))
-    everything = Counter(stratum(ex) for ex in s.pool + s.test + s.val)
-    held = Counter(stratum(ex) for ex in s.val)
+    everything = Counter(s.stratum(ex) for ex in s.pool + s.test + s.val)
+    held = Counter(s.stratum(ex) for ex in s.val)
     n = sum(everything.values())
     for label, count in everything.items():
         # each stratum's share of the 100, within one example: e.g. 80 of 400 -> 20 +- 1

@@ -9,30 +9,18 @@ from __future__ import annotations
 from . import curves, stats
 from .config import ExperimentConfig
 from .results import load_run_result, series_name
-from .splits import load_test
+from .tasks import get_task
 
 
 def with_intervals(cfg: ExperimentConfig, df, n_resamples: int = 1000, seed: int = 0):
-    """The results table plus a bootstrap interval of the score (and accuracy) per run."""
+    """The results table plus a bootstrap interval of the score (and accuracy) per run (Task.intervals)."""
+    task = get_task(cfg.task.type)
     df = df.copy()
     df["series"] = [series_name(r) for _, r in df.iterrows()]
-    lo, hi, alo, ahi = [], [], [], []
-    for _, row in df.iterrows():
-        res = load_run_result(cfg, row)
-        if cfg.task.type == "ner":
-            gold = [{tuple(p) for p in ex} for ex in _gold_entities(cfg)]
-            _, a, b = stats.bootstrap_ner_ci([set(map(tuple, p)) for p in res.predictions], gold, n_resamples, seed)
-            lo.append(a), hi.append(b), alo.append(float("nan")), ahi.append(float("nan"))
-        else:
-            _, a, b = stats.bootstrap_ci(res.predictions, res.references, res.labels, "f1_macro", n_resamples, seed)
-            _, c, d = stats.bootstrap_ci(res.predictions, res.references, res.labels, "accuracy", n_resamples, seed)
-            lo.append(a), hi.append(b), alo.append(c), ahi.append(d)
+    bounds = [task.intervals(cfg, load_run_result(cfg, row), n_resamples, seed) for _, row in df.iterrows()]
+    lo, hi, alo, ahi = (list(x) for x in zip(*bounds, strict=True)) if bounds else ([], [], [], [])
     df["score_low"], df["score_high"], df["accuracy_low"], df["accuracy_high"] = lo, hi, alo, ahi
     return df
-
-
-def _gold_entities(cfg: ExperimentConfig):
-    return [ex["entities"] for ex in load_test(cfg)]
 
 
 def paired_matrix(cfg: ExperimentConfig, df, size: int, n_resamples: int = 2000, seed: int = 0):
@@ -91,7 +79,7 @@ def curve_answers(df, target: float, cfg: ExperimentConfig | None = None, n_boot
         points = [(int(r["size"]), None if r["seed"] != r["seed"] else int(r["seed"])) for _, r in g.iterrows()]
         scores = g["score"].to_numpy(float)
         sigmas = _sigmas(g)
-        if cfg is not None and cfg.task.type != "ner":
+        if cfg is not None and get_task(cfg.task.type).label_statistics:
             replicates = _replicate_scores(cfg, g, n_boot, seed)
         else:
             rng = np.random.default_rng(seed)

@@ -26,6 +26,7 @@ from .plan import train_runs, validation_text
 from .prompts import render_prompt
 from .serve import served_base, trained_base
 from .splits import dedupe, example_key, load_examples, split_errors, stratified_order
+from .tasks import get_task
 from .trainargs import method_problems, method_warnings, train_args_findings, trains_whole_model
 
 log = logging.getLogger(__name__)
@@ -77,25 +78,15 @@ def data_findings(cfg: ExperimentConfig) -> tuple[list[str], list[str]]:
 
 
 def _empty_fields(cfg: ExperimentConfig, examples: list, test: list, errors: list, warnings: list) -> None:
-    """Empty texts (an error), empty entity pairs (an error), entities not in their text (a warning)."""
+    """Empty texts (an error), and the task type's own (relation_classification: empty entity pairs, an
+    error; entities not in their text, a warning)."""
     src = cfg.data.source
     empty = sum(1 for ex in examples if not ex["text"])
     if empty:
         errors.append(f"{src}: {empty} example(s) with an empty text ({cfg.data.text_column}); remove them")
-    if cfg.task.type != "relation_classification":
-        return
-    for name, rows in ((src, examples), (cfg.data.test_file, test)):
-        blank = [ex for ex in rows if not ex["entity1"] or not ex["entity2"]]   # read stripped: "  " is ""
-        if blank:
-            errors.append(f"{name}: {len(blank)} example(s) with an empty entity1/entity2 (columns "
-                          f"{cfg.data.entity1_column}, {cfg.data.entity2_column}), e.g. {_show(blank[0], blank=True)}; "
-                          "fill them in or remove the rows")
-    missing = [ex for ex in examples if ex["entity1"] and ex["entity1"] not in ex["text"]
-               or ex["entity2"] and ex["entity2"] not in ex["text"]]
-    if missing:
-        warnings.append(f"{src}: {len(missing)} of {len(examples)} example(s) name an entity that does not "
-                        f"occur in the text (masked entities?), e.g. {_show(missing[0])}; they are used as "
-                        "they are")
+    more_errors, more_warnings = get_task(cfg.task.type).example_findings(cfg, examples, test, _show)
+    errors += more_errors
+    warnings += more_warnings
 
 
 def _duplicates(cfg: ExperimentConfig, examples: list, test: list, warnings: list) -> tuple[list, list]:
@@ -115,7 +106,8 @@ def _label_findings(cfg: ExperimentConfig, examples: list, test: list, errors: l
     if not cfg.task.closed_labels or not examples:
         return
     if not test:
-        held = Counter(ex["label"] for ex in stratified_order(examples, cfg.data.split_seed)[:cfg.data.test_size])
+        order = stratified_order(examples, cfg.data.split_seed, get_task(cfg.task.type).stratum)
+        held = Counter(ex["label"] for ex in order[:cfg.data.test_size])
         absent = [lab for lab in cfg.task.labels if held[lab] == 0]
         if absent and len(absent) < len(cfg.task.labels):
             errors.append(f"data: no test example for label(s) {absent}; they cannot be scored "

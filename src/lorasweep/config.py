@@ -26,10 +26,10 @@ from pydantic import (
 
 from .metrics import normalise
 from .paths import repo_root
-from .prompts import placeholders, prompt_fields, unknown_placeholders
+from .prompts import placeholders, unknown_placeholders
+from .tasks import get_task
 from .tools import MANAGED_TRAIN_KEYS
 
-TaskType = Literal["text_classification", "relation_classification", "ner"]
 Decoding = Literal["free", "constrained"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_SEED = 2**32 - 1   # numpy's seeding (through transformers' set_seed) takes 0 .. 2**32 - 1
@@ -160,7 +160,8 @@ class ModelSpec(_Strict):
 
 
 class TaskSpec(_Strict):
-    type: TaskType = "text_classification"
+    type: str = Field(default="text_classification", description="a registered task type (lorasweep.tasks): "
+                      "text_classification, relation_classification, ner, or one registered with register_task")
     labels: list[str] = Field(description="the closed label set (for ner: the entity types)")
     prompt: str | dict[str, str] = Field(
         description="prompt template, or several named ones (an experiment axis); "
@@ -169,6 +170,12 @@ class TaskSpec(_Strict):
     label_separator: str = Field(default="、", description="joins the labels where a prompt says {labels}")
     none_answer: str = Field(default="没有", description="ner: the answer for a text without entities")
     entity_separator: str = Field(default="_", description="ner: between entity and type in an answer line")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        get_task(v)   # a ValueError naming the known types
+        return v
 
     @field_validator("labels")
     @classmethod
@@ -184,7 +191,7 @@ class TaskSpec(_Strict):
             if lab != lab.strip():   # data labels are stripped when read: this one could never match
                 raise ValueError(f"{lab!r} has spaces at its ends (data labels are read stripped); "
                                  f"write {lab.strip()!r}")
-        if info.data.get("type") != "ner":
+        if "type" in info.data and get_task(info.data["type"]).closed_labels:
             # scoring (metrics.to_label) folds answers with normalise: labels equal after it are one label
             seen: dict[str, str] = {}
             for lab in v:
@@ -195,17 +202,8 @@ class TaskSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _types_split(self) -> "TaskSpec":
-        # an answer line `entity<sep>type` is split at its last separator (ner.parse_answer)
-        if self.type == "ner":
-            sep = self.entity_separator
-            if not sep:
-                raise ValueError("entity_separator is empty; write the string between entity and type, e.g. '_'")
-            for lab in self.labels:
-                if sep in lab:
-                    raise ValueError(f"labels: {lab!r} contains the entity_separator {sep!r}: an answer line "
-                                     "could not be split; set task.entity_separator to another string (e.g. '|') "
-                                     "or rename the type")
+    def _task_rules(self) -> "TaskSpec":
+        get_task(self.type).validate(self)   # e.g. ner's entity_separator
         return self
 
     @model_validator(mode="after")
@@ -217,10 +215,11 @@ class TaskSpec(_Strict):
             where = "prompt" if isinstance(self.prompt, str) else f"prompt '{name}'"
             if isinstance(self.prompt, dict) and not _NAME_RE.match(name):
                 raise ValueError(f"prompt name {name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
-            unknown = unknown_placeholders(tpl, self.type)
+            allowed = get_task(self.type).prompt_fields()
+            unknown = unknown_placeholders(tpl, allowed)
             if unknown:
-                fields = ", ".join("{" + f + "}" for f in prompt_fields(self.type))
-                close = {u: difflib.get_close_matches(u, prompt_fields(self.type), n=1) for u in unknown}
+                fields = ", ".join("{" + f + "}" for f in allowed)
+                close = {u: difflib.get_close_matches(u, allowed, n=1) for u in unknown}
                 named = ", ".join("{" + u + "}" + (f" (did you mean {{{close[u][0]}}}?)" if close[u] else "")
                                   for u in unknown)
                 raise ValueError(f"{where}: {named} is not a field of a {self.type} task (its fields: {fields}); "
@@ -228,10 +227,9 @@ class TaskSpec(_Strict):
             used = placeholders(tpl)
             if "text" not in used:
                 raise ValueError(f"{where} must contain {{text}}")
-            if self.type == "relation_classification":
-                for f in ("entity1", "entity2"):
-                    if f not in used:
-                        raise ValueError(f"{where}: a relation_classification prompt must contain {{{f}}}")
+            for f in get_task(self.type).fields:
+                if f not in used:
+                    raise ValueError(f"{where}: a {self.type} prompt must contain {{{f}}}")
         return self
 
     def prompt_names(self) -> list[str | None]:
@@ -248,7 +246,7 @@ class TaskSpec(_Strict):
     @property
     def closed_labels(self) -> bool:
         """Whether an answer is one label (classification) rather than free structured text (ner)."""
-        return self.type != "ner"
+        return get_task(self.type).closed_labels
 
 
 class DataSpec(_Strict):
@@ -498,14 +496,15 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _task_vs_eval(self) -> "ExperimentConfig":
-        if self.task.type == "ner":
-            if "constrained" in self.eval.decodings:
-                raise ValueError("eval.decoding: constrained decoding needs a closed label set; use free for ner")
+        task = get_task(self.task.type)
+        if not task.closed_labels and "constrained" in self.eval.decodings:
+            raise ValueError(f"eval.decoding: constrained decoding needs a closed label set; use free for {task.name}")
+        if not task.baselines:
             if "baselines" not in self.eval.model_fields_set:
                 self.eval.baselines = []   # the default baselines are classifiers
             elif self.eval.baselines:
                 raise ValueError("eval.baselines: the classifier baselines are for classification tasks; "
-                                 "set eval.baselines: [] for ner")
+                                 f"set eval.baselines: [] for {task.name}")
         return self
 
     @model_validator(mode="after")

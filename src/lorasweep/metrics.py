@@ -9,8 +9,6 @@ from . import tools
 
 MODULES = Path(__file__).parent / "metric_modules"
 INVALID = "<invalid>"
-# The headline metric per task: macro-F1 for classification, entity micro-F1 for ner.
-HEADLINE = {"ner": "f1_micro"}
 _TRAILING = " \t\r\n。．.，,、；;：:！!？?\"'“”‘’》」』)）]】"
 
 
@@ -20,11 +18,6 @@ def _module(name: str):
     import evaluate
 
     return evaluate.load(str(MODULES / name))
-
-
-def headline_metric(task_type: str) -> str:
-    """The results table's `score` of a task, and what eval.select: val chooses checkpoints by."""
-    return HEADLINE.get(task_type, "f1_macro")
 
 
 def normalise(text: str) -> str:

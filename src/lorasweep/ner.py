@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from typing import TYPE_CHECKING
 
-from .config import TaskSpec
+if TYPE_CHECKING:
+    from .config import TaskSpec
 
 
 def format_answer(task: TaskSpec, entities: list[tuple[str, str]]) -> str:

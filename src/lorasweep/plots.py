@@ -7,15 +7,24 @@ from __future__ import annotations
 
 from .results import base_in_every_variant, series_keys, series_name
 from .runspec import is_baseline_model
+from .tasks import get_task, task_types
 
-METRIC_NAMES = {"score": "score (macro-F1; ner: entity micro-F1)", "f1_macro": "macro-F1", "accuracy": "accuracy",
-                "f1_micro": "entity micro-F1", "exact_match": "exact match"}
+
+def metric_name(metric: str) -> str:
+    """How an axis names a metric: as the task types do (Task.metric_labels); `score` is each type's
+    headline, e.g. "score (macro-F1; ner: entity micro-F1)"."""
+    tasks = [get_task(t) for t in task_types()]
+    if metric == "score":
+        first = tasks[0].headline_label
+        others = [f"{t.name}: {t.headline_label}" for t in tasks[1:] if t.headline_label != first]
+        return f"score ({'; '.join([first, *others])})"
+    return next((t.metric_labels[metric] for t in tasks if metric in t.metric_labels), metric)
 
 
 def _score_axis(ax, xlabel: str, metric: str, legend_size: int) -> None:
     """A panel whose y axis is a score from 0 to 1."""
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+    ax.set_ylabel(metric_name(metric))
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)

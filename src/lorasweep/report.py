@@ -22,6 +22,7 @@ from .plots import epoch_points, plot_cost, plot_curves_with_fits, plot_epoch_cu
 from .results import SELECTION_COLUMNS, collect_results, reported_rows, training_curves
 from .runspec import is_baseline_model
 from .selection import selecting
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _selection_line(cfg: ExperimentConfig) -> str:
         return f" {v} validation examples were held out (data.val_size) and not used: each run reports its final " \
                "adapter."
     n = cfg.train_sizes[0]
-    metric = "entity micro-F1" if cfg.task.type == "ner" else "macro-F1"
+    metric = get_task(cfg.task.type).headline_label
     return (f" <b>Scores are validation-selected</b>: each trained run reports the test score of its checkpoint (the "
             f"final adapter or one kept after epochs {cfg.train.save_epochs}) with the best {metric} on {v} "
             "validation examples, held out from the test set and from every training subset, chosen before its "
@@ -208,7 +209,8 @@ def write_report(cfg: ExperimentConfig, target: float = 0.8, n_resamples: int = 
     df = with_intervals(cfg, reported_rows(everything), n_resamples, seed)
     answers = curve_answers(df, target, cfg, seed=seed)
     sizes = sorted(int(s) for s in df["size"].unique() if s > 0)
-    matrices = {} if cfg.task.type == "ner" else {n: paired_matrix(cfg, df, n, seed=seed) for n in sizes}
+    paired = get_task(cfg.task.type).label_statistics   # the paired tests compare labels, example by example
+    matrices = {n: paired_matrix(cfg, df, n, seed=seed) for n in sizes} if paired else {}
     which = "Which model, which variant, how many labels" if cfg.variants else "Which model, how many labels"
     sections = [_setting_section(cfg, df, n_resamples, seed),
                 f"<h2>{which}</h2>" + _verdicts(df, matrices, answers, target),
@@ -237,7 +239,7 @@ def _setting_section(cfg: ExperimentConfig, df, n_resamples: int, seed: int) -> 
             f"{', '.join(m.name for m in cfg.models)}; train sizes {cfg.train_sizes}; seeds {cfg.seeds}; "
             f"decoding {', '.join(cfg.eval.decodings)}; training budget: {cfg.budget_text()}"
             f"{_steps_line(df)}.{_variants_line(cfg, df)}{_selection_line(cfg)} Score = "
-            f"{'entity micro-F1' if cfg.task.type == 'ner' else 'macro-F1'}; intervals are 95% percentile "
+            f"{get_task(cfg.task.type).headline_label}; intervals are 95% percentile "
             f"bootstraps over the {int(df['n'].iloc[0])} test examples ({n_resamples} resamples, seed {seed}).</p>")
 
 
@@ -270,7 +272,7 @@ def _paired_section(cfg: ExperimentConfig, matrices: dict) -> str:
            "difference, Holm-corrected over all the pairs at that size, and the exact McNemar p-value "
            "of per-example correctness (over the seed-example pairs); significant (corrected bootstrap "
            "p &lt; 0.05) cells highlighted.</p>"]
-    if cfg.task.type == "ner":
+    if not get_task(cfg.task.type).label_statistics:
         out.append("<p>(Paired comparisons are computed for classification tasks.)</p>")
     for size, (p, d) in matrices.items():
         if len(p) < 2:

@@ -14,15 +14,17 @@ from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text, r
 from .baselines import DECODING as BASELINE_DECODING
 from .budget import budget
 from .config import ExperimentConfig
-from .metrics import headline_metric
 from .overrides import recorded_overrides_hint
 from .paths import experiment_dir, results_file
 from .plan import baseline_runs, eval_runs
 from .runspec import VAL, RunSpec, TrainRecord, is_baseline_model, scored_on_disk
 from .selection import label, needs_val, read_selection, selecting
+from .tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
+# The table's columns, in the order notebooks and earlier pickles know; the metric columns are those of the
+# built-in task types (Task.metrics), and a task type's further metrics follow them (columns()).
 COLUMNS = ["run_id", "model", "prompt", "variant", "checkpoint", "trained_base", "served_base", "decoding", "size",
            "seed", "in_plan", "task", "n", "score", "accuracy", "f1_macro", "precision_macro", "recall_macro",
            "f1_weighted", "precision_weighted", "recall_weighted", "f1_micro", "precision_micro", "recall_micro",
@@ -34,6 +36,13 @@ SELECTION_COLUMNS = ["selected", "val_score"]
 COST = ["train_wall_s", "train_samples_per_s", "train_loss", "train_tokens_seen", "train_peak_rss_gb"]
 
 
+def columns(task: Task) -> list[str]:
+    """COLUMNS, with the task's metrics that are not among them after the built-in ones."""
+    extra = [m for m in task.metrics if m not in COLUMNS]
+    at = COLUMNS.index("invalid_rate") + 1
+    return COLUMNS[:at] + extra + COLUMNS[at:]
+
+
 def collect_results(cfg: ExperimentConfig):
     """Gather every scored (run, decoding) on disk with its training record;
     write the tables. Runs the current plan does not name (other seeds, sizes
@@ -41,6 +50,8 @@ def collect_results(cfg: ExperimentConfig):
     and said."""
     import pandas as pd
 
+    task = get_task(cfg.task.type)
+    cols = columns(task)
     planned = {(r, d) for r in eval_runs(cfg) for d in cfg.eval.decodings}
     planned |= {(r, BASELINE_DECODING) for r in baseline_runs(cfg)}
     scored = scored_on_disk(cfg.name)
@@ -58,10 +69,10 @@ def collect_results(cfg: ExperimentConfig):
                "checkpoint": "",
                "decoding": d, "size": r.size,
                "seed": r.seed, "in_plan": (r, d) in planned, "task": cfg.task.type, "score_s": m.get("score_s"),
-               "score": metrics.get(headline_metric(cfg.task.type)),
+               "score": metrics.get(task.headline),
                # the base weights the adapter was trained against and scored on (serve.py; "full" before QLoRA)
                "trained_base": m.get("trained_base", "full"), "served_base": m.get("served_base", "full")}
-        row.update({k: metrics[k] for k in COLUMNS if k in metrics})
+        row.update({k: metrics[k] for k in cols if k in metrics})
         if r.epoch:
             # a checkpoint: its own epoch and steps; the cost is its training run's (not counted twice)
             spe = budget(cfg, r.training_run).steps_per_epoch if r.model in {m.name for m in cfg.models} else 0
@@ -75,7 +86,7 @@ def collect_results(cfg: ExperimentConfig):
             row.update(selected="", val_score=None)
             if needs_val(cfg, r):
                 if r.is_scored(d, VAL):
-                    row["val_score"] = read_json(r.metrics_file(d, VAL))["metrics"].get(headline_metric(cfg.task.type))
+                    row["val_score"] = read_json(r.metrics_file(d, VAL))["metrics"].get(task.headline)
                 chosen = read_selection(r, d)
                 if chosen is None:
                     unselected.add((r.training_run, d))
@@ -86,7 +97,7 @@ def collect_results(cfg: ExperimentConfig):
         log.warning("results: %d trained run(s) have no validation selection yet (a checkpoint not scored on the "
                     "validation set), e.g. %s: left out of the reported scores until eval scores it",
                     len(unselected), next(iter(unselected))[0].run_id)
-    df = pd.DataFrame(rows, columns=COLUMNS + (SELECTION_COLUMNS if selecting(cfg) else []))
+    df = pd.DataFrame(rows, columns=cols + (SELECTION_COLUMNS if selecting(cfg) else []))
     atomic_write_pickle(results_file(cfg.name, "pkl"), df)
     atomic_write_text(results_file(cfg.name, "csv"), df.to_csv(index=False))
     atomic_write_json(results_file(cfg.name, "json"), df.to_dict(orient="records"))

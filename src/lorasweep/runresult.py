@@ -15,8 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .atomic import atomic_write_json, atomic_write_pickle, atomic_write_text
-from .metrics import INVALID
 from .runspec import TEST, RunSpec
+from .tasks import get_task
 
 
 @dataclass
@@ -46,17 +46,9 @@ def write_run_result(run: RunSpec, res: RunResult, test: list[dict], split: str 
     """predictions.<mode>.jsonl, result.<mode>.pkl, then metrics.<mode>.json (the "scored" marker);
     on the validation set, their val_ namesakes."""
     run.folder().mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, ex in enumerate(test):
-        pred = res.predictions[i]
-        if res.task == "ner":
-            gold = sorted(tuple(p) for p in ex["entities"])
-            rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": [list(p) for p in pred],
-                   "correct": sorted(pred) == gold}
-        else:
-            rec = {"i": i, "label": ex["label"], "raw": res.raw[i], "prediction": pred,
-                   "valid": pred != INVALID, "correct": pred == ex["label"]}
-        lines.append(json.dumps(rec, ensure_ascii=False))
+    task = get_task(res.task)
+    lines = [json.dumps(task.prediction_record(i, ex, res.raw[i], res.predictions[i]), ensure_ascii=False)
+             for i, ex in enumerate(test)]
     atomic_write_text(run.predictions_file(res.decoding, split), "\n".join(lines) + "\n")
     atomic_write_pickle(run.result_file(res.decoding, split), res)
     summary = {k: v for k, v in asdict(res).items() if k not in ("references", "raw", "predictions")}

@@ -24,13 +24,12 @@ from tqdm import tqdm
 from . import tools
 from .chat import render_user_turn
 from .config import ExperimentConfig, ModelSpec
-from .metrics import classification_metrics, ner_metrics, to_label
-from .ner import parse_answer
 from .parity import served_stop_ids
 from .prompts import render_prompt
 from .runresult import RunResult, write_run_result
 from .runspec import TEST, RunSpec
 from .serve import served_base, served_template, trained_base
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +39,7 @@ Key = tuple[RunSpec, str]   # a run and a decoding mode: one set of answers
 def max_answer_tokens(cfg: ExperimentConfig) -> int:
     if cfg.eval.max_tokens:
         return cfg.eval.max_tokens
-    if cfg.task.type == "ner":
-        return 128
-    # A generous bound on the longest label in tokens (one CJK character can
-    # be one token; +4 for stray whitespace/punctuation the normaliser drops).
-    return max(len(lab) for lab in cfg.task.labels) + 4
+    return get_task(cfg.task.type).max_answer_tokens(cfg.task)
 
 
 def _request_extras(cfg: ExperimentConfig, stop_ids: list[int], decoding: str) -> dict:
@@ -206,7 +201,7 @@ def score_runs(cfg: ExperimentConfig, runs: list[RunSpec], test: list[dict], bas
         run.partial_answers(mode, split).unlink(missing_ok=True)
         results[(run.run_id, mode)] = res
         log.info("score %s [%s]%s: %s", run.run_id, mode, "" if split == TEST else f" on the {split} set",
-                 headline(res.metrics))
+                 get_task(res.task).summary(res.metrics))
     return results
 
 
@@ -280,25 +275,10 @@ def _ask_all(cfg: ExperimentConfig, model: ModelSpec, keys: list[Key], prompts: 
                 raise
 
 
-def headline(m: dict) -> str:
-    if "f1_micro" in m:
-        return (f"entity micro-F1 {m['f1_micro']:.3f}, exact match {m['exact_match']:.3f}, "
-                f"invalid {m['invalid']}/{m['n']}")
-    return f"accuracy {m['accuracy']:.3f}, macro-F1 {m['f1_macro']:.3f}, invalid {m['invalid']}/{m['n']}"
-
-
 def build_result(cfg: ExperimentConfig, run: RunSpec, decoding: str, test: list[dict], answers: list[str]) -> RunResult:
-    """Parse answers and compute the task's metrics."""
+    """Parse answers and compute the task's metrics (its Task.score)."""
     references = [ex["label"] for ex in test]
-    if cfg.task.type == "ner":
-        parsed = [parse_answer(cfg.task, a) for a in answers]
-        preds = [pairs for pairs, _ in parsed]
-        gold = [[tuple(p) for p in ex["entities"]] for ex in test]
-        metrics = ner_metrics(preds, gold, cfg.task.labels, invalid_answers=sum(bad > 0 for _, bad in parsed),
-                              invalid_lines=sum(bad for _, bad in parsed))
-    else:
-        preds = [to_label(a, cfg.task.labels) for a in answers]
-        metrics = classification_metrics(preds, references, cfg.task.labels)
+    preds, metrics = get_task(cfg.task.type).score(cfg.task, test, answers)
     return RunResult(run_id=run.run_id, experiment=cfg.name, model=run.model, size=run.size, seed=run.seed,
                      decoding=decoding, labels=list(cfg.task.labels), prompt=run.prompt, task=cfg.task.type,
                      variant=run.variant, checkpoint=run.epoch, trained_base=trained_base(cfg, run),

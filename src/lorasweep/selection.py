@@ -15,8 +15,8 @@ import logging
 from .atomic import atomic_write_json, read_json
 from .budget import kept_epochs
 from .config import ExperimentConfig
-from .metrics import headline_metric
 from .runspec import VAL, RunSpec
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def record_selections(cfg: ExperimentConfig, runs: list[RunSpec]) -> int:
     if not selecting(cfg):
         return 0
     written = 0
-    metric = headline_metric(cfg.task.type)
+    metric = get_task(cfg.task.type).headline
     for run in dict.fromkeys(r.training_run for r in runs if needs_val(cfg, r)):
         cands = candidates(cfg, run)
         for mode in cfg.eval.decodings:

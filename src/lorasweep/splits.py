@@ -12,16 +12,18 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import demo_data
 from .atomic import atomic_write_text
 from .config import ConfigError, ExperimentConfig
-from .ner import abridged, entities_from_row, format_answer
+from .ner import abridged
 from .paths import data_dir, dataset_info, repo_root, test_file, val_file
 from .plan import train_runs
 from .prompts import render_prompt
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,16 @@ GENERATORS = {"people_relations": demo_data.generate, "patents": demo_data.gener
               "ner": demo_data.generate_ner}
 
 
+def _label(ex: dict) -> str:
+    return ex["label"]
+
+
 @dataclass(frozen=True)
 class Splits:
     pool: list[dict[str, str]]   # every example that may be trained on
     test: list[dict[str, str]]   # the fixed test set
     val: list[dict[str, str]] = field(default_factory=list)   # the validation set (data.val_size), or none
+    stratum: Callable[[dict], str] = field(default=_label, repr=False, compare=False)  # Task.stratum
 
 
 def _read_saved_dataset(path: Path, split: str | None, default_split: str) -> list[dict]:
@@ -302,9 +309,8 @@ def _cell_fix(value, int_ok: bool) -> str | None:
 
 def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> list[dict[str, str]]:
     d = cfg.data
-    need = [d.text_column] if cfg.task.type == "ner" else [d.text_column, d.label_column]
-    if cfg.task.type == "relation_classification":
-        need += [d.entity1_column, d.entity2_column]
+    task = get_task(cfg.task.type)
+    need = task.columns(d)
     bad_cells, first_bad = 0, ""
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
@@ -323,31 +329,8 @@ def _normalise_rows(cfg: ExperimentConfig, rows: list[dict], source: str) -> lis
                 first_bad = f"row {i}, column '{c}', has {abridged(row[c], 60)}: {fix}"
     if bad_cells:
         raise ConfigError(f"{source}: {bad_cells} row(s) have a cell that is not text; the first, {first_bad}")
-    out = []
-    for i, row in enumerate(rows, 1):
-        if cfg.task.type == "ner":
-            # Offsets count characters of the text as given, so the entities
-            # come from the raw text; the example keeps the stripped one.
-            try:
-                ents = entities_from_row(row, d.entities_column, d.answer_column, cfg.task, d.text_column)
-            except KeyError as e:
-                raise ConfigError(f"{source}: row {i}: {e.args[0] if e.args else e} "
-                                  "(set data.entities_column or data.answer_column)") from None
-            except (ValueError, TypeError) as e:
-                raise ConfigError(f"{source}: row {i}: {e}") from None
-            bad_types = sorted({t for _, t in ents if t not in cfg.task.labels})
-            if bad_types:
-                raise ConfigError(f"{source}: row {i} has entity types not in task.labels: {bad_types}; "
-                                  "add them to task.labels or fix the data")
-            out.append({"text": str(row[d.text_column]).strip(), "entities": [list(p) for p in ents],
-                        "label": format_answer(cfg.task, ents)})
-            continue
-        ex = {"text": str(row[d.text_column]).strip(), "label": str(row[d.label_column]).strip()}
-        if cfg.task.type == "relation_classification":
-            ex["entity1"] = str(row[d.entity1_column]).strip()
-            ex["entity2"] = str(row[d.entity2_column]).strip()
-        out.append(ex)
-    if cfg.task.type == "ner":
+    out = [task.read_row(cfg, row, f"{source}: row {i}") for i, row in enumerate(rows, 1)]
+    if not task.closed_labels:
         return out
     labels = set(cfg.task.labels)
     bad = Counter(ex["label"] for ex in out if ex["label"] not in labels)
@@ -439,15 +422,10 @@ def _locate(source: str) -> tuple[Path, str | None]:
     return path, None
 
 
-def stratum(ex: dict) -> str:
-    """What splits are stratified by: the label, or for ner the set of entity types present."""
-    if "entities" in ex:
-        return "+".join(sorted({t for _, t in ex["entities"]})) or "-"
-    return ex["label"]
-
-
-def stratified_order(examples: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
-    """Order examples so that every prefix is (close to) stratified by label.
+def stratified_order(examples: list[dict[str, str]], seed: int,
+                     stratum: Callable[[dict], str] = _label) -> list[dict[str, str]]:
+    """Order examples so that every prefix is (close to) stratified by label
+    (by `stratum`: the task's, Task.stratum; ner's is the set of entity types).
 
     Within each class the items are shuffled and item i of n gets the position
     (i + u) / n with a random offset u; sorting all items by position spreads
@@ -499,10 +477,11 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
     from what the test set leaves, stratified, by the split seed alone: every
     seed's training subsets are drawn from the rest. Made once per process."""
     made = _remembered(_memo_key(cfg, "splits"), lambda: _make_splits(cfg))
-    return Splits(pool=list(made.pool), test=list(made.test), val=list(made.val))
+    return Splits(pool=list(made.pool), test=list(made.test), val=list(made.val), stratum=made.stratum)
 
 
 def _make_splits(cfg: ExperimentConfig) -> Splits:
+    stratum = get_task(cfg.task.type).stratum
     examples = dedupe(load_examples(cfg, cfg.data.source))[0]
     v = cfg.data.val_size
     if cfg.data.test_file:
@@ -510,19 +489,19 @@ def _make_splits(cfg: ExperimentConfig) -> Splits:
         test_texts = {example_key(ex) for ex in test}
         pool = [ex for ex in examples if example_key(ex) not in test_texts]
         errors = split_errors(cfg, len(examples), len(examples) - len(pool))
-        val = stratified_order(pool, seed=cfg.data.split_seed)[:v] if v else []
+        val = stratified_order(pool, cfg.data.split_seed, stratum)[:v] if v else []
         held = {example_key(ex) for ex in val}
         pool = [ex for ex in pool if example_key(ex) not in held]   # the pool keeps its order
     else:
         errors = split_errors(cfg, len(examples))
         # one stratified order: the test set, then the validation set, then the pool (each window of the
         # order is close to stratified, e.g. test 0..199, validation 200..299, pool 300..)
-        ordered = stratified_order(examples, seed=cfg.data.split_seed)
+        ordered = stratified_order(examples, cfg.data.split_seed, stratum)
         t = cfg.data.test_size
         test, val, pool = ordered[:t], ordered[t:t + v], ordered[t + v:]
     if errors:
         raise ConfigError(errors[0])
-    return Splits(pool=pool, test=test, val=val)
+    return Splits(pool=pool, test=test, val=val, stratum=stratum)
 
 
 def example_key(ex: dict[str, str]) -> tuple:
@@ -548,7 +527,7 @@ def dedupe(examples: list[dict[str, str]]) -> tuple[list[dict], list[dict], int]
 
 def train_subset(splits: Splits, size: int, seed: int) -> list[dict[str, str]]:
     """The first `size` examples of the seed's stratified order (nested across sizes)."""
-    return stratified_order(splits.pool, seed=seed)[:size]
+    return stratified_order(splits.pool, seed, splits.stratum)[:size]
 
 
 def to_alpaca(cfg: ExperimentConfig, examples: list[dict], prompt: str | None = None) -> list[dict[str, str]]:
@@ -578,7 +557,7 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
     if splits.val:
         _write_json(val_file(cfg.name), splits.val)
     root = repo_root()
-    orders = {seed: stratified_order(splits.pool, seed=seed) for seed in cfg.seeds}
+    orders = {seed: stratified_order(splits.pool, seed, splits.stratum) for seed in cfg.seeds}
     entries = {}
     for run in train_runs(cfg):   # one file per prompt x size x seed, shared by the models
         if run.dataset in entries:
@@ -587,7 +566,7 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
         entries[run.dataset] = {"file_name": str(run.train_file.relative_to(root)),
                                 "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
     register_datasets(dataset_info(), entries)
-    counts = Counter(stratum(ex) for ex in splits.test)
+    counts = Counter(splits.stratum(ex) for ex in splits.test)
     val = f", {len(splits.val)} validation examples" if splits.val else ""
     log.info("data: %d test examples (%d strata)%s, %d in the training pool, %d train files in %s",
              len(splits.test), len(counts), val, len(splits.pool), len(entries), data_dir(cfg.name))
