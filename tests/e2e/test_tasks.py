@@ -24,7 +24,9 @@ def test_text_classification_two_prompts_free_and_constrained(tmp_path):
         data={"source": "generate:patents", "generate_size": 200, "test_size": TEST_SIZE},
         models=[{"name": "gemma-3-270m", "path": "embedded:gemma-3-270m", "template": "gemma"}],
         train_sizes=[16], seeds=[1], train={"args": TRAIN_ARGS},
-        eval={"decoding": ["free", "constrained"], "concurrency": 8, "max_model_len": 512})
+        # Both decoding modes with LoRA adapters over two client processes at once: the case
+        # that stopped a GPU server once (docs/gpu.md), here on the CPU.
+        eval={"decoding": ["free", "constrained"], "concurrency": 8, "max_model_len": 512, "client_processes": 2})
     run_stages(tmp_path, exp, "train", "eval")
     with open(tmp_path / "experiments" / "pat" / "results.pkl", "rb") as f:
         df = pickle.load(f)
