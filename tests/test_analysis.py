@@ -7,12 +7,12 @@ import subprocess
 import pytest
 
 from conftest import write_experiment
-from lorasweep import analysis, report
-from lorasweep.atomic import atomic_write_json
+from lorasweep.analysis import analysis, report
 from lorasweep.config import load_config
-from lorasweep.runresult import RunResult, write_run_result
+from lorasweep.data.splits import load_test, prepare_data
+from lorasweep.infra.atomic import atomic_write_json
 from lorasweep.runspec import RunSpec
-from lorasweep.splits import load_test, prepare_data
+from lorasweep.score.runresult import RunResult, write_run_result
 
 SIZES = [20, 40, 80, 160]
 
@@ -32,7 +32,7 @@ def _fake_results(cfg, test):
                 run = RunSpec(cfg.name, model, size, seed)
                 res = RunResult(run.run_id, cfg.name, model, size, seed, "free", list(labels), references=refs,
                                 raw=preds, predictions=preds, score_s=3.0)
-                from lorasweep.metrics import classification_metrics
+                from lorasweep.tasks.metrics import classification_metrics
                 res.metrics = classification_metrics(preds, refs, labels)
                 write_run_result(run, res, test)
                 if size:
@@ -54,7 +54,7 @@ def experiment(sandbox):
 
 
 def test_intervals_paired_matrix_and_curve_answers(experiment):
-    from lorasweep.results import collect_results
+    from lorasweep.analysis.results import collect_results
 
     df = analysis.with_intervals(experiment, collect_results(experiment), n_resamples=200)
     assert ((df.score_low <= df.score) & (df.score <= df.score_high)).all()
@@ -112,9 +112,9 @@ document.getElementById('f').onload = () => {{
 def test_which_wins_names_every_series_and_when_a_model_passes_the_best_baseline(sandbox):
     """A baseline that leads at small sizes is named the winner there, and the
     report says from which size on a fine-tuned model is ahead of it."""
-    from lorasweep.baselines import DECODING as BASELINE
-    from lorasweep.metrics import classification_metrics
     from lorasweep.runspec import BASELINE_MODELS
+    from lorasweep.score.baselines import DECODING as BASELINE
+    from lorasweep.tasks.metrics import classification_metrics
 
     cfg = load_config(write_experiment(
         sandbox / "experiments" / "x.yaml", train_sizes=SIZES, seeds=[1],

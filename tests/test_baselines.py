@@ -1,10 +1,10 @@
 import json
 
 from conftest import write_experiment
-from lorasweep.baselines import run_baselines
 from lorasweep.config import load_config
+from lorasweep.data.splits import load_test
 from lorasweep.plan import baseline_runs
-from lorasweep.splits import load_test
+from lorasweep.score.baselines import run_baselines
 
 
 def test_tfidf_baseline_learns_the_demo_task_and_improves_with_data(sandbox):
@@ -26,7 +26,7 @@ def test_embedding_baseline_plumbing_and_cache(sandbox, monkeypatch):
     """The embedding model itself runs in tests/e2e; here a stand-in embeds."""
     import numpy as np
 
-    import lorasweep.baselines as embed
+    import lorasweep.score.baselines as embed
 
     calls = []
 

@@ -3,11 +3,11 @@ in its train.yaml, the plan and the fingerprint."""
 import pytest
 
 from conftest import write_experiment
-from lorasweep.budget import budget, run_keys, steps_per_epoch
+from lorasweep.check.trainargs import resolved_train_yaml
 from lorasweep.config import ConfigError, load_config
 from lorasweep.plan import plan_text, train_runs
-from lorasweep.train import fingerprint
-from lorasweep.trainargs import resolved_train_yaml
+from lorasweep.train.budget import budget, run_keys, steps_per_epoch
+from lorasweep.train.train import fingerprint
 
 
 def _cfg(sandbox, budget_=None, **train):

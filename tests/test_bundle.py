@@ -1,6 +1,6 @@
 """The offline bundle's rules (the whole make-and-install path runs in
 tests/e2e/test_offline_bundle.py)."""
-from lorasweep.bundle import default_platforms, norm, read_have, target_markers, usable_from_target
+from lorasweep.infra.bundle import default_platforms, norm, read_have, target_markers, usable_from_target
 
 
 def test_names_and_platforms():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lorasweep.chat import TemplateError, find_template, render_user_turn, special_tokens
+from lorasweep.models.chat import TemplateError, find_template, render_user_turn, special_tokens
 
 # The shape of Qwen2.5's template: a default system turn when none is given.
 QWEN_LIKE = (

@@ -6,9 +6,9 @@ import sys
 import pytest
 
 from conftest import write_experiment
-from lorasweep import check
+from lorasweep.check import check
 from lorasweep.config import ConfigError, load_config
-from lorasweep.train import run_training
+from lorasweep.train.train import run_training
 
 FAKE_PYTHON = """import json, os, sys
 if any(a.endswith("token_lengths.py") for a in sys.argv):
@@ -133,7 +133,7 @@ def test_duplicates_are_a_warning_and_kept_once(sandbox, fake_tools):
     assert report.errors == []
     assert "2 duplicate example(s) (1 with another label than the first), e.g. '句子3'; each is kept once" \
         in "\n".join(report.warnings)
-    from lorasweep.splits import make_splits
+    from lorasweep.data.splits import make_splits
     s = make_splits(cfg)
     assert len(s.pool) + len(s.test) == 60      # 62 rows, 60 distinct
 
@@ -258,7 +258,7 @@ def test_real_world_data_warns_trains_and_strict_refuses(sandbox, fake_tools, ca
     assert main(["check", str(cfg.path), "--strict"]) == 1
     assert "(--strict: warnings count)" in capsys.readouterr().out
     # The splits follow the documented rule: 60 distinct, 3 of them in the test file -> 57 to train on.
-    from lorasweep.splits import make_splits
+    from lorasweep.data.splits import make_splits
     s = make_splits(cfg)
     assert len(s.pool) == 57 and len(s.test) == 15
     with pytest.raises(ConfigError, match=r"3 problem\(s\) \(warnings count: --strict\) found before train"):
@@ -299,7 +299,7 @@ def test_a_template_that_cannot_be_served_with_parity_stops_the_sweep(sandbox, f
 
 
 def test_the_answer_end_token_becomes_the_stop_token_unless_set(sandbox, fake_tools):
-    from lorasweep.parity import served_stop_ids
+    from lorasweep.models.parity import served_stop_ids
 
     cfg = _cfg(sandbox, fake_tools, data={"source": _data(sandbox, _rows(40)), "test_size": 10}, train_sizes=[10])
     with pytest.raises(RuntimeError, match="no stop token known for m1"):
@@ -327,7 +327,7 @@ def test_token_lengths_of_all_models_are_counted_at_once_and_reported_in_order(s
     import threading
     import time
 
-    from lorasweep import lengths
+    from lorasweep.data import lengths
 
     path = fake_tools["models"][0]["path"]
     models = [{"name": n, "path": path, "template": "gemma"} for n in ("m1", "m2", "m3")]
@@ -397,7 +397,7 @@ def test_a_template_that_adds_tokens_is_refused_unless_allowed(sandbox, fake_too
 
 
 def test_a_checkpoint_with_its_own_model_code_needs_trust_remote_code(sandbox, fake_tools, tmp_path):
-    from lorasweep.serve import VLLMServer
+    from lorasweep.serve.serve import VLLMServer
 
     model = tmp_path / "model"
     config = json.loads((model / "config.json").read_text())
@@ -429,8 +429,8 @@ def test_full_and_freeze_fine_tuning_pass_and_other_methods_are_refused(sandbox,
     # kept epochs of a whole model would be a copy of it per epoch: not applied to it, said
     kept = _cfg(sandbox, fake_tools, data=data, train_sizes=[10], variants={"lora": {}, "full": {"finetuning_type": "full"}},
                 train={**fake_tools["train"], "save_epochs": [1], "args": {"num_train_epochs": 2}})
+    from lorasweep.check.trainargs import method_warnings, resolved_train_yaml
     from lorasweep.plan import checkpoint_runs, train_runs
-    from lorasweep.trainargs import method_warnings, resolved_train_yaml
     assert "not applied to the full/freeze-tuned runs of m1/full" in method_warnings(kept)[0]
     assert [r.variant for r in checkpoint_runs(kept)] == ["lora"]
     assert {r.variant: resolved_train_yaml(kept, r)["save_strategy"] for r in train_runs(kept)} == \
@@ -441,7 +441,7 @@ def test_the_disk_estimate_counts_a_full_tuned_model_at_the_base_models_size(san
     import shutil
     from collections import namedtuple
 
-    from lorasweep.models import resolve_model_path
+    from lorasweep.models.embedded import resolve_model_path
 
     data = {"source": _data(sandbox, _rows(40)), "test_size": 10}
     cfg = _cfg(sandbox, fake_tools, data=data, train_sizes=[10, 20], variants={"full": {"finetuning_type": "full"}})

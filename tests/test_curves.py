@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from lorasweep import curves
+from lorasweep.analysis import curves
 
 SIZES = [50, 100, 200, 500, 1000]
 

@@ -5,14 +5,14 @@ import matplotlib
 import pytest
 
 from conftest import write_experiment
-from lorasweep import plots
-from lorasweep import results as R
-from lorasweep.atomic import atomic_write_json
-from lorasweep.budget import kept_epochs, run_keys
+from lorasweep.analysis import plots
+from lorasweep.analysis import results as R
 from lorasweep.config import ConfigError, load_config
+from lorasweep.infra.atomic import atomic_write_json
 from lorasweep.plan import checkpoint_runs, eval_runs, plan_text, train_runs
 from lorasweep.runspec import RunSpec, scored_on_disk
-from lorasweep.train import keep_checkpoints
+from lorasweep.train.budget import kept_epochs, run_keys
+from lorasweep.train.train import keep_checkpoints
 
 matplotlib.use("Agg")
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from conftest import stand_in_trainer, write_experiment
-from lorasweep import evaluation
 from lorasweep.config import load_config
+from lorasweep.data.splits import prepare_data
 from lorasweep.plan import train_runs
 from lorasweep.runspec import FAILED_MARKER as FAILED
 from lorasweep.runspec import TRAINED_MARKER as RESULT
-from lorasweep.serve import VLLMServer
-from lorasweep.splits import prepare_data
-from lorasweep.train import run_training
+from lorasweep.score import evaluation
+from lorasweep.serve.serve import VLLMServer
+from lorasweep.train.train import run_training
 
 # Trains instantly; for a dataset named in KILL_WORKER it first kills the
 # process that started it (the Ray worker), once per line of that file's
@@ -45,7 +45,7 @@ def _fake_cli(tmp_path):
 
 def test_ray_executor_trains_on_a_local_loopback_cluster_and_retries_dead_workers(sandbox, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from lorasweep.executor import start_ray
+    from lorasweep.train.executor import start_ray
 
     cli, model = _fake_cli(tmp_path)
     budget = tmp_path / "kill-budget"
@@ -126,8 +126,8 @@ def test_server_pinned_to_its_gpus(sandbox, tmp_path):
 
 
 def test_server_throughput_settings_and_the_plain_way(sandbox, tmp_path, monkeypatch):
-    import lorasweep.serve as serve
-    import lorasweep.tools as tools
+    import lorasweep.infra.tools as tools
+    import lorasweep.serve.serve as serve
 
     monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: False)
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
@@ -150,7 +150,7 @@ def test_server_throughput_settings_and_the_plain_way(sandbox, tmp_path, monkeyp
 
 
 def test_kv_cache_tokens_from_the_server_log(tmp_path):
-    from lorasweep.serve import kv_cache_tokens
+    from lorasweep.serve.serve import kv_cache_tokens
 
     log = tmp_path / "server.log"
     log.write_text("(EngineCore pid=1) INFO [kv_cache_utils.py:2327] CPU KV cache size: 52,745 tokens, "
@@ -163,7 +163,7 @@ def test_kv_cache_tokens_from_the_server_log(tmp_path):
 def test_ray_shares_one_gpu_between_runs_only_for_single_gpu_runs(sandbox, monkeypatch):
     import ray
 
-    from lorasweep.executor import _task_options
+    from lorasweep.train.executor import _task_options
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 2.0})

@@ -1,7 +1,7 @@
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from lorasweep.metrics import INVALID, classification_metrics, normalise, to_label
+from lorasweep.tasks.metrics import INVALID, classification_metrics, normalise, to_label
 
 LABELS = ["夫妻", "父母", "不确定", "师生"]
 

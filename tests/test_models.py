@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from lorasweep import models
+from lorasweep.models import embedded as models
 
 
 def _wheel(path, member, data):
@@ -106,7 +106,7 @@ def test_a_local_folder_wins_over_a_hub_id_and_other_paths_stay_paths(hub, tmp_p
 
 
 def test_lorasweep_leaves_the_hub_switch_to_the_user(monkeypatch):
-    from lorasweep import tools
+    from lorasweep.infra import tools
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert "HF_HUB_OFFLINE" not in tools.child_env() and not tools.hub_offline()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -115,7 +115,7 @@ def test_lorasweep_leaves_the_hub_switch_to_the_user(monkeypatch):
 
 @pytest.mark.parametrize("layout", ["hub/ZhipuAI/glm-4-9b-chat", "hub/models/ZhipuAI/glm-4-9b-chat"])
 def test_a_modelscope_id_resolves_to_its_folder_in_the_modelscope_cache(tmp_path, monkeypatch, layout):
-    from lorasweep.models import availability, resolve_model_path
+    from lorasweep.models.embedded import availability, resolve_model_path
 
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -127,7 +127,7 @@ def test_a_modelscope_id_resolves_to_its_folder_in_the_modelscope_cache(tmp_path
 
 
 def test_a_modelscope_name_with_a_dot_is_found_as_modelscope_writes_it(tmp_path, monkeypatch):
-    from lorasweep.models import resolve_model_path
+    from lorasweep.models.embedded import resolve_model_path
 
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
     folder = tmp_path / "hub" / "Qwen" / "Qwen2___5-7B-Instruct"
@@ -137,7 +137,7 @@ def test_a_modelscope_name_with_a_dot_is_found_as_modelscope_writes_it(tmp_path,
 
 
 def test_a_modelscope_id_not_in_the_cache_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
-    from lorasweep.models import ModelUnavailable, resolve_model_path
+    from lorasweep.models.embedded import ModelUnavailable, resolve_model_path
 
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,8 +1,8 @@
 import pytest
 
 from lorasweep.config import TaskSpec
-from lorasweep.metrics import ner_metrics
-from lorasweep.ner import entities_from_row, format_answer, parse_answer
+from lorasweep.tasks.metrics import ner_metrics
+from lorasweep.tasks.ner_format import entities_from_row, format_answer, parse_answer
 
 TASK = TaskSpec(type="ner", labels=["人名", "地名", "机构名"], prompt="{text}")
 

@@ -1,4 +1,4 @@
-from lorasweep.parity import compare
+from lorasweep.models.parity import compare
 
 TRAINED = {"prompt_ids": [2, 105, 2364, 107, 500, 106, 107, 105, 4368, 107], "answer_ids": [126413, 106, 107],
            "label_ids": [126413]}

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from lorasweep.procs import Child, log_tail
+from lorasweep.infra.procs import Child, log_tail
 
 
 def _alive(pid):
@@ -55,7 +55,7 @@ def _harness_with_child(tmp_path, setup: str, then: str):
     """A python process (standing in for the harness) that starts a sleeping Child; (process, child pid)."""
     src = os.path.join(os.path.dirname(__file__), "..", "src")
     code = (f"import sys, time; sys.path.insert(0, {src!r}); {setup}"
-            "from lorasweep.procs import Child;"
+            "from lorasweep.infra.procs import Child;"
             f"c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], {str(tmp_path / 'x.log')!r});"
             f"print(c.pid, flush=True); {then}")
     h = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -64,7 +64,7 @@ def _harness_with_child(tmp_path, setup: str, then: str):
 
 def test_sigterm_to_harness_leaves_no_child(tmp_path):
     """A harness process killed with SIGTERM takes its child group down with it."""
-    h, child = _harness_with_child(tmp_path, "from lorasweep.procs import install_cleanup; install_cleanup();",
+    h, child = _harness_with_child(tmp_path, "from lorasweep.infra.procs import install_cleanup; install_cleanup();",
                                    "c.wait()")
     assert _alive(child)
     h.terminate()
@@ -74,10 +74,10 @@ def test_sigterm_to_harness_leaves_no_child(tmp_path):
 
 
 def test_experiment_lock_excludes_a_second_sweep_and_dies_with_its_holder(tmp_path):
-    from lorasweep.procs import ExperimentLock, LockError
+    from lorasweep.infra.procs import ExperimentLock, LockError
 
     lock = tmp_path / ".train.lock"
-    code = ("import sys, time; sys.path.insert(0, %r); from lorasweep.procs import ExperimentLock;"
+    code = ("import sys, time; sys.path.insert(0, %r); from lorasweep.infra.procs import ExperimentLock;"
             "l = ExperimentLock(__import__('pathlib').Path(%r), 'train.sh').__enter__(); print('held', flush=True);"
             "time.sleep(60)") % (os.path.join(os.path.dirname(__file__), "..", "src"), str(lock))
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -115,7 +115,7 @@ def test_server_that_never_gets_healthy_times_out_with_its_log_tail(sandbox, tmp
     the error carries the server's log tail, and no process is left."""
     from conftest import write_experiment
     from lorasweep.config import load_config
-    from lorasweep.serve import ServerError, VLLMServer
+    from lorasweep.serve.serve import ServerError, VLLMServer
 
     fake = tmp_path / "python"
     fake.write_text("#!" + sys.executable + "\nimport time\nprint('loading weights... CUDA error: pretend', flush=True)\n"

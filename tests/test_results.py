@@ -5,10 +5,10 @@ import matplotlib
 import pandas as pd
 
 from conftest import write_experiment
-from lorasweep import plots
-from lorasweep import results as R
-from lorasweep.atomic import atomic_write_json
+from lorasweep.analysis import plots
+from lorasweep.analysis import results as R
 from lorasweep.config import load_config
+from lorasweep.infra.atomic import atomic_write_json
 from lorasweep.plan import eval_runs
 
 matplotlib.use("Agg")

@@ -6,7 +6,7 @@ import pickle
 from conftest import write_experiment
 from lorasweep.config import load_config
 from lorasweep.plan import train_runs
-from lorasweep.runresult import RunResult, write_run_result
+from lorasweep.score.runresult import RunResult, write_run_result
 
 
 def _result(run, cfg) -> RunResult:
@@ -36,7 +36,7 @@ def test_a_pickle_naming_the_class_by_its_former_module_still_loads(sandbox):
 
 
 def test_the_training_record_round_trips_and_reads_older_records(sandbox):
-    from lorasweep.atomic import atomic_write_json
+    from lorasweep.infra.atomic import atomic_write_json
     from lorasweep.runspec import TrainRecord
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))

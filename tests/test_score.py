@@ -7,13 +7,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import write_experiment
-from lorasweep.atomic import atomic_write_json
 from lorasweep.config import load_config
-from lorasweep.metrics import INVALID
-from lorasweep.paths import template_file
+from lorasweep.data.splits import prepare_data
+from lorasweep.infra.atomic import atomic_write_json
+from lorasweep.infra.paths import template_file
 from lorasweep.plan import eval_runs
-from lorasweep.score import score_runs
-from lorasweep.splits import prepare_data
+from lorasweep.score.score import score_runs
+from lorasweep.tasks.metrics import INVALID
 
 # The chat template of the stand-in model: the fake server reads the user's
 # message back out of the rendered text between <u> and </u>.
@@ -197,13 +197,13 @@ def test_scoring_resumes_where_it_stopped(cfg):
 
 
 def render(cfg, ex):
-    from lorasweep.prompts import render_prompt
+    from lorasweep.tasks.prompts import render_prompt
     return render_prompt(cfg.task, ex)
 
 
 def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
-    import lorasweep.tools as tools
-    from lorasweep.score import MAX_AUTO_CONCURRENCY, choose_concurrency, compute_cap, max_answer_tokens
+    import lorasweep.infra.tools as tools
+    from lorasweep.score.score import MAX_AUTO_CONCURRENCY, choose_concurrency, compute_cap, max_answer_tokens
 
     monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: True)
 
@@ -223,7 +223,7 @@ def test_auto_concurrency_follows_the_servers_kv_cache(sandbox, monkeypatch):
 
 
 def test_client_processes_and_their_share_of_concurrency(sandbox):
-    from lorasweep.score import choose_concurrency, client_processes
+    from lorasweep.score.score import choose_concurrency, client_processes
 
     c = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     assert client_processes(c, 8, on_gpu=False) == 1

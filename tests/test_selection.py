@@ -10,17 +10,19 @@ import matplotlib
 import pytest
 
 from conftest import write_experiment
-from lorasweep import evaluation, paths, report
-from lorasweep import results as R
-from lorasweep.atomic import atomic_write_json
-from lorasweep.check import data_findings
+from lorasweep.analysis import report
+from lorasweep.analysis import results as R
+from lorasweep.check.check import data_findings
 from lorasweep.config import ConfigError, load_config
-from lorasweep.metrics import classification_metrics
+from lorasweep.data.splits import example_key, load_split, make_splits, prepare_data, to_alpaca, train_subset
+from lorasweep.infra import paths
+from lorasweep.infra.atomic import atomic_write_json
 from lorasweep.plan import eval_runs, plan_text, train_runs
-from lorasweep.runresult import RunResult, write_run_result
 from lorasweep.runspec import TEST, VAL, RunSpec
-from lorasweep.selection import candidates, choose, record_selections
-from lorasweep.splits import example_key, load_split, make_splits, prepare_data, to_alpaca, train_subset
+from lorasweep.score import evaluation
+from lorasweep.score.runresult import RunResult, write_run_result
+from lorasweep.score.selection import candidates, choose, record_selections
+from lorasweep.tasks.metrics import classification_metrics
 
 matplotlib.use("Agg")
 
@@ -251,7 +253,7 @@ def test_eval_scores_the_validation_set_and_records_the_choice_before_asking_for
 
 
 def test_check_warns_of_runs_that_keep_no_checkpoint_to_choose_among(sandbox):
-    from lorasweep.check import selection_warnings
+    from lorasweep.check.check import selection_warnings
 
     # 2 epochs, save_epochs [2]: the checkpoint after epoch 2 is the final adapter; 3 sizes x 3 seeds = 9 runs
     (w,) = selection_warnings(_cfg(sandbox, save_epochs=(2,)))

@@ -2,7 +2,7 @@
 import json
 
 from lorasweep.config import load_config
-from lorasweep.serve import VLLMServer, checkpoint_servers
+from lorasweep.serve.serve import VLLMServer, checkpoint_servers
 
 GB = 1_000_000_000
 
@@ -53,8 +53,8 @@ def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path)
 
 def test_a_full_tuned_run_whose_weights_were_deleted_fails_with_the_reason(sandbox):
     from conftest import write_experiment
-    from lorasweep.evaluation import EvalSummary, _serve_whole_models
     from lorasweep.plan import train_runs
+    from lorasweep.score.evaluation import EvalSummary, _serve_whole_models
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10],
                                        variants={"full": {"finetuning_type": "full"}}))
@@ -73,7 +73,7 @@ def test_a_server_that_stopped_says_why_in_one_line(tmp_path):
     # killed by an engine error would; state() gives the code and that line
     import sys
 
-    from lorasweep.procs import Child
+    from lorasweep.infra.procs import Child
 
     cfg = _one_model_config(tmp_path, tmp_path)
     srv = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log")
@@ -88,7 +88,8 @@ def test_a_server_that_stopped_says_why_in_one_line(tmp_path):
 
 
 def test_a_gpu_server_captures_few_graph_sizes_and_shares_compiler_caches(tmp_path, monkeypatch):
-    from lorasweep import serve, tools
+    from lorasweep.infra import tools
+    from lorasweep.serve import serve
 
     monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: True)
     monkeypatch.setenv(tools.HOME_ENV, str(tmp_path / "home"))

@@ -4,9 +4,9 @@ from collections import Counter
 import pytest
 
 from conftest import write_experiment
-from lorasweep import demo_data
 from lorasweep.config import ConfigError, load_config
-from lorasweep.splits import load_examples, make_splits, prepare_data, stratified_order, train_subset
+from lorasweep.data import demo_data
+from lorasweep.data.splits import load_examples, make_splits, prepare_data, stratified_order, train_subset
 
 
 def test_generator_is_deterministic_and_varied():
@@ -217,7 +217,7 @@ TC = {"type": "text_classification", "labels": ["a", "b"], "prompt": "{text}"}
 
 
 def _load(sandbox, name, content, task=TC, **data):
-    from lorasweep.splits import load_examples
+    from lorasweep.data.splits import load_examples
 
     path = sandbox / "data" / name
     if isinstance(content, bytes):
@@ -353,7 +353,7 @@ def test_a_class_label_column_of_a_saved_dataset_reads_as_its_names(sandbox):
     ds.cast_column("label", datasets.ClassLabel(names=["negative", "positive"])).save_to_disk(sandbox / "data" / "cl")
     task = {"type": "text_classification", "labels": ["negative", "positive"], "prompt": "{text}"}
     cfg = _cfg(sandbox, task=task, data={"source": "data/cl", "test_size": 1})
-    from lorasweep.splits import load_examples
+    from lorasweep.data.splits import load_examples
     assert load_examples(cfg, cfg.data.source) == [{"text": "good", "label": "positive"},
                                                    {"text": "bad", "label": "negative"},
                                                    {"text": "fine", "label": "positive"}]
@@ -385,7 +385,7 @@ def test_common_json_mistakes_and_empty_files_say_what_to_change(sandbox, name, 
 
 
 def test_reading_the_test_set_never_writes_data_files(sandbox):
-    from lorasweep.splits import load_test
+    from lorasweep.data.splits import load_test
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     before = sorted(p.name for p in (sandbox / "data").rglob("*"))
@@ -398,8 +398,8 @@ def test_reading_the_test_set_never_writes_data_files(sandbox):
 def test_one_read_of_the_data_and_one_split_per_command(sandbox, monkeypatch):
     # check's data findings, prepare (train.sh), the test set (eval) and the baselines'
     # splits all ask for the data: the file is read once and split once
-    import lorasweep.splits as splits_mod
-    from lorasweep.check import data_findings
+    import lorasweep.data.splits as splits_mod
+    from lorasweep.check.check import data_findings
 
     rows = demo_data.generate(300, seed=0)
     src = sandbox / "data" / "people.jsonl"

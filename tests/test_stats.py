@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from lorasweep import stats
-from lorasweep.metrics import INVALID, classification_metrics
+from lorasweep.analysis import stats
+from lorasweep.tasks.metrics import INVALID, classification_metrics
 
 LABELS = ["a", "b", "c", "d"]
 

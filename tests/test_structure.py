@@ -73,7 +73,7 @@ def test_other_environments_scripts_import_nothing_from_the_package():
 
 def test_tools_is_standard_library_only():
     """shell/common.sh and setup.sh ask it with any Python, before an environment exists."""
-    for module, level in _top_level_imports(PACKAGE / "tools.py"):
+    for module, level in _top_level_imports(PACKAGE / "infra" / "tools.py"):
         assert level == 0 and module.split(".")[0] in sys.stdlib_module_names | {"__future__"}, module
 
 
@@ -109,7 +109,8 @@ def test_protocol_names_are_written_once():
     for name in PROTOCOL:
         where = [(p.relative_to(SRC), s) for p, ss in strings.items() for s in ss if s == name]
         assert len(where) == 1, f"{name!r} is written {len(where)} times: {where}"
-        assert where[0][0].name in ("runspec.py", "paths.py", "models.py"), where
+        assert where[0][0].as_posix() in ("lorasweep/runspec.py", "lorasweep/infra/paths.py",
+                                          "lorasweep/models/embedded.py"), where
 
 
 def test_tool_rules_live_in_one_module():

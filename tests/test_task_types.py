@@ -6,14 +6,14 @@ import json
 import pytest
 
 from conftest import write_experiment
-from lorasweep import results as R
+from lorasweep.analysis import results as R
 from lorasweep.config import ConfigError, load_config
-from lorasweep.metrics import INVALID
+from lorasweep.data.splits import make_splits, prepare_data, train_subset
 from lorasweep.plan import eval_runs
-from lorasweep.runresult import write_run_result
-from lorasweep.score import build_result, max_answer_tokens
-from lorasweep.splits import make_splits, prepare_data, train_subset
+from lorasweep.score.runresult import write_run_result
+from lorasweep.score.score import build_result, max_answer_tokens
 from lorasweep.tasks import Task, get_task, register_task, task_types, unregister_task
+from lorasweep.tasks.metrics import INVALID
 
 
 class ParityTask(Task):

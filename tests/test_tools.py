@@ -1,5 +1,5 @@
 """tools.py: what the shell scripts ask before any environment exists."""
-from lorasweep.tools import uv_index_args
+from lorasweep.infra.tools import uv_index_args
 
 PIP_CONFIG = """:env:.disable-pip-version-check='1'
 global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'

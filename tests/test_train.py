@@ -11,7 +11,7 @@ from lorasweep.config import load_config
 from lorasweep.plan import train_runs
 from lorasweep.runspec import FAILED_MARKER as FAILED
 from lorasweep.runspec import TRAINED_MARKER as RESULT
-from lorasweep.train import resolved_train_yaml, run_training
+from lorasweep.train.train import resolved_train_yaml, run_training
 
 FAKE_CLI = """#!/usr/bin/env python3
 import json, sys, yaml, pathlib
@@ -113,7 +113,7 @@ def test_changed_settings_stop_train_sh_until_retrain_changed(sandbox, tmp_path,
 
 
 def test_changed_training_data_is_named_as_such(sandbox, tmp_path):
-    from lorasweep.train import changed_runs
+    from lorasweep.train.train import changed_runs
 
     cfg = _cfg(sandbox, tmp_path)
     run_training(cfg)
@@ -123,7 +123,7 @@ def test_changed_training_data_is_named_as_such(sandbox, tmp_path):
 
 
 def test_gpu_groups():
-    from lorasweep.executor import gpu_groups
+    from lorasweep.train.executor import gpu_groups
     assert gpu_groups([], 1) == []
     assert gpu_groups(["0", "1", "2", "3"], 1) == [["0"], ["1"], ["2"], ["3"]]
     assert gpu_groups(["0", "1", "2"], 2) == [["0", "1"]]
@@ -219,7 +219,7 @@ time.sleep(60)
 
 
 def test_fingerprint_ignores_where_things_live_but_not_what_defines_the_run(sandbox, tmp_path, monkeypatch):
-    from lorasweep.train import fingerprint
+    from lorasweep.train.train import fingerprint
 
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     run = train_runs(cfg)[0]
@@ -234,8 +234,8 @@ def test_fingerprint_ignores_where_things_live_but_not_what_defines_the_run(sand
 def test_fingerprint_of_a_named_prompt_run_hashes_the_file_it_trains_on(sandbox):
     """With named prompts the training file carries the prompt's name; the
     fingerprint must read that file (it once read a path without the name)."""
-    from lorasweep.splits import prepare_data
-    from lorasweep.train import fingerprint
+    from lorasweep.data.splits import prepare_data
+    from lorasweep.train.train import fingerprint
 
     cfg = load_config(write_experiment(
         sandbox / "experiments" / "x.yaml",
@@ -254,7 +254,7 @@ def test_fingerprint_of_a_named_prompt_run_hashes_the_file_it_trains_on(sandbox)
 
 
 def test_trainer_argv_uses_the_fast_loss_launcher_where_a_training_python_is(sandbox, tmp_path):
-    from lorasweep.train import trainer_argv
+    from lorasweep.train.train import trainer_argv
 
     cfg = _cfg(sandbox, tmp_path)               # a stand-in llamafactory-cli with no python beside it
     run = train_runs(cfg)[0]
@@ -272,7 +272,7 @@ def test_trainer_argv_uses_the_fast_loss_launcher_where_a_training_python_is(san
 
 
 def test_progress_bar_follows_the_trainer_log_and_waits_for_whole_lines(sandbox, tmp_path):
-    from lorasweep.train import TrainProgress, fast_loss_state
+    from lorasweep.train.train import TrainProgress, fast_loss_state
 
     run = train_runs(_cfg(sandbox, tmp_path))[0]
     run.adapter_dir.mkdir(parents=True)
@@ -303,7 +303,7 @@ def test_a_run_past_its_timeout_is_killed_and_recorded(sandbox, tmp_path):
 
 
 def test_progress_keeps_the_last_loss_when_the_final_record_has_none(sandbox, tmp_path):
-    from lorasweep.train import TrainProgress
+    from lorasweep.train.train import TrainProgress
 
     run = train_runs(_cfg(sandbox, tmp_path))[0]
     run.adapter_dir.mkdir(parents=True)
@@ -317,7 +317,7 @@ def test_progress_keeps_the_last_loss_when_the_final_record_has_none(sandbox, tm
 
 
 def test_a_models_own_train_args_override_the_experiments_for_its_runs_only(sandbox):
-    from lorasweep.train import fingerprint
+    from lorasweep.train.train import fingerprint
 
     two = [{"name": "small", "path": "embedded:gemma-3-270m", "template": "gemma"},
            {"name": "big", "path": "embedded:gemma-3-270m", "template": "gemma",
@@ -345,7 +345,7 @@ def _fake_nvidia_smi(tmp_path, monkeypatch, caps: dict[str, str]) -> None:
 
 
 def test_bf16_only_on_gpus_that_have_it(tmp_path, monkeypatch):
-    from lorasweep.tools import bf16_capable
+    from lorasweep.infra.tools import bf16_capable
 
     _fake_nvidia_smi(tmp_path, monkeypatch, {"0": "9.0", "1": "7.0"})
     assert bf16_capable(["0"]) and not bf16_capable(["1"]) and not bf16_capable(["0", "1"])
