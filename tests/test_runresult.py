@@ -1,7 +1,9 @@
 """runresult.py: a scored run's record, written into its folder marker last, and
-still readable from pickles that name it by its former home (lorasweep.score)."""
+still readable from pickles that name it by its former homes (lorasweep.score, lorasweep.runresult)."""
 import json
 import pickle
+
+import pytest
 
 from conftest import write_experiment
 from lorasweep.config import load_config
@@ -27,12 +29,24 @@ def test_a_result_is_written_with_its_predictions_and_the_scored_marker(sandbox)
     assert pickle.loads(run.result_file("free").read_bytes()).raw == ["夫妻", "好"]
 
 
-def test_a_pickle_naming_the_class_by_its_former_module_still_loads(sandbox):
+@pytest.mark.parametrize("former", ["lorasweep.runresult", "lorasweep.score"])
+def test_a_pickle_naming_the_class_by_a_former_module_still_loads(sandbox, monkeypatch, former):
+    """RunResult lived in lorasweep.score, then lorasweep.runresult, before score/runresult.py: pickles
+    written then name those modules, and the shims there (runresult.py, score/__init__.py) still load them."""
     cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml"))
     run = train_runs(cfg)[0]
-    old = pickle.dumps(_result(run, cfg), protocol=0).replace(b"lorasweep.runresult", b"lorasweep.score")
-    assert b"lorasweep.score" in old
+    res = _result(run, cfg)
+    # built by hand: protocol 0 names the class as text ("c<module>\nRunResult\n")
+    old = pickle.dumps(res, protocol=0).replace(b"clorasweep.score.runresult\n", f"c{former}\n".encode())
+    assert f"c{former}\nRunResult\n".encode() in old
     assert pickle.loads(old).predictions == ["夫妻", "<invalid>"]
+    # as the writer (atomic_write_pickle, the highest protocol) wrote it when the class's module was `former`
+    monkeypatch.setattr(RunResult, "__module__", former)
+    old = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)
+    monkeypatch.undo()
+    assert former.encode() in old and b"lorasweep.score.runresult" not in old
+    loaded = pickle.loads(old)
+    assert type(loaded) is RunResult and loaded.predictions == ["夫妻", "<invalid>"]
 
 
 def test_the_training_record_round_trips_and_reads_older_records(sandbox):
