@@ -200,7 +200,7 @@ time.sleep(60)
     exp = write_experiment(sandbox / "experiments" / "x.yaml", train_sizes=[10, 20, 30],
                            models=[{"name": "m1", "path": str(model), "template": "gemma"}],
                            train={"llamafactory_cli": str(cli)})
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
     h = subprocess.Popen([sys.executable, "-m", "lorasweep", "train", str(exp)],
                          env={**os.environ, "PYTHONPATH": src, "LORASWEEP_ROOT": str(sandbox)},
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -53,7 +53,7 @@ def test_log_tail_keeps_last_progress_state(tmp_path):
 
 def _harness_with_child(tmp_path, setup: str, then: str):
     """A python process (standing in for the harness) that starts a sleeping Child; (process, child pid)."""
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
     code = (f"import sys, time; sys.path.insert(0, {src!r}); {setup}"
             "from lorasweep.infra.procs import Child;"
             f"c = Child([sys.executable, '-c', 'import time; time.sleep(60)'], {str(tmp_path / 'x.log')!r});"
@@ -79,7 +79,7 @@ def test_experiment_lock_excludes_a_second_sweep_and_dies_with_its_holder(tmp_pa
     lock = tmp_path / ".train.lock"
     code = ("import sys, time; sys.path.insert(0, %r); from lorasweep.infra.procs import ExperimentLock;"
             "l = ExperimentLock(__import__('pathlib').Path(%r), 'train.sh').__enter__(); print('held', flush=True);"
-            "time.sleep(60)") % (os.path.join(os.path.dirname(__file__), "..", "src"), str(lock))
+            "time.sleep(60)") % (os.path.join(os.path.dirname(__file__), "..", "..", "src"), str(lock))
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(LockError, match=f"another train.sh is already running.*pid {holder.pid}"):
