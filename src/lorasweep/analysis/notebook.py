@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import ExperimentConfig
 from ..infra.paths import ROOT_ENV, checkout_root, executed_notebook, figures_dir, repo_root
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.notebook")   # its name before the move into folders: log lines unchanged
 
 EXPERIMENT_ENV = "LORASWEEP_EXPERIMENT"   # the experiment analysis.ipynb opens (default the demo)
 

@@ -24,7 +24,7 @@ from .curves import FAMILIES, MAX_EXTRAPOLATION
 from .plots import epoch_points, plot_cost, plot_curves_with_fits, plot_epoch_curves, plot_loss_curves, use_cjk_font
 from .results import SELECTION_COLUMNS, collect_results, reported_rows, training_curves
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.report")   # its name before the move into folders: log lines unchanged
 
 
 def _png(fig) -> str:

@@ -21,7 +21,7 @@ from ..score.selection import label, needs_val, read_selection, selecting
 from ..tasks import Task, get_task
 from ..train.budget import budget
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.results")   # its name before the move into folders: log lines unchanged
 
 # The table's columns, in the order notebooks and earlier pickles know; the metric columns are those of the
 # built-in task types (Task.metrics), and a task type's further metrics follow them (columns()).

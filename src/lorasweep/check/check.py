@@ -29,7 +29,7 @@ from ..tasks.prompts import render_prompt
 from ..train.budget import budget, kept_epochs
 from .trainargs import method_problems, method_warnings, train_args_findings, trains_whole_model
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.check")   # its name before the move into folders: log lines unchanged
 IMBALANCE = 10   # a label with under 1/10 of the largest label's examples is worth a warning
 LONG_TAIL = 4    # texts over 4x the median length are worth a warning
 

@@ -25,7 +25,7 @@ from ..plan import train_runs
 from ..tasks.prompts import render_prompt
 from ..tasks import get_task
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.splits")   # its name before the move into folders: log lines unchanged
 
 GENERATORS = {"people_relations": demo_data.generate, "patents": demo_data.generate_patents,
               "ner": demo_data.generate_ner}

@@ -33,7 +33,7 @@ from ..envscripts import script
 from ..infra import tools
 from ..infra.paths import repo_root
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.models")   # its name before the move into folders: log lines unchanged
 
 EMBEDDED_PREFIX = "embedded:"
 BUILD_STAMP = "lorasweep-build.json"   # written last into a verified checkpoint

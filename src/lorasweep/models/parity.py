@@ -30,7 +30,7 @@ from ..serve.serve import served_template
 from .chat import render_user_turn
 from .embedded import resolve_model_path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.parity")   # its name before the move into folders: log lines unchanged
 
 
 def training_encoding(train_python: str, model_path: str, template: str, prompt: str, answer: str,

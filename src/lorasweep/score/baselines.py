@@ -25,7 +25,7 @@ from ..runspec import BASELINE_MODELS
 from ..tasks.metrics import classification_metrics
 from .runresult import RunResult, write_run_result
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.baselines")   # its name before the move into folders: log lines unchanged
 DECODING = "classifier"   # baselines predict a label directly: one "decoding", always valid
 
 

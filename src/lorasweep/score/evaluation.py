@@ -38,7 +38,7 @@ from .baselines import run_baselines
 from .score import client_processes
 from .selection import needs_val, record_selections
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.evaluation")   # its name before the move into folders: log lines unchanged
 
 
 @dataclass

@@ -31,7 +31,7 @@ from ..tasks import get_task
 from ..tasks.prompts import render_prompt
 from .runresult import RunResult, write_run_result
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.score")   # its name before the move into folders: log lines unchanged
 
 Key = tuple[RunSpec, str]   # a run and a decoding mode: one set of answers
 

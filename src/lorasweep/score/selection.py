@@ -18,7 +18,7 @@ from ..runspec import VAL, RunSpec
 from ..tasks import get_task
 from ..train.budget import kept_epochs
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.selection")   # its name before the move into folders: log lines unchanged
 
 LAST = "last"   # the final adapter's label in a selection (a kept checkpoint's is e<k>)
 def selecting(cfg: ExperimentConfig) -> bool:

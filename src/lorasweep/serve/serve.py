@@ -28,7 +28,7 @@ from ..infra.procs import Child, log_tail, wait_until
 from ..models.chat import TEMPLATE_FILE, TemplateError, adapters_template, find_template, special_tokens
 from ..models.embedded import resolve_model_path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.serve")   # its name before the move into folders: log lines unchanged
 
 CPU_BLOCK_SIZE = 32
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"

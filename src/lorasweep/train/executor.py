@@ -26,7 +26,7 @@ from ..infra import tools
 from ..infra.paths import ROOT_ENV, checkout_root, repo_root
 from ..infra.procs import install_cleanup, stop_all
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.executor")   # its name before the move into folders: log lines unchanged
 
 Job = Callable[[ExperimentConfig, Any, "list[str] | None"], Any]
 

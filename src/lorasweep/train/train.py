@@ -33,7 +33,7 @@ from ..runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec, TrainRecord
 from .budget import budget, kept_epochs, run_keys
 from .executor import current_node, run_jobs, where_jobs_run
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lorasweep.train")   # its name before the move into folders: log lines unchanged
 
 
 def fingerprint(cfg: ExperimentConfig, run: RunSpec) -> str:
