@@ -128,7 +128,7 @@ def scratch_root(cfg, runs, test, dest: Path, repeat: int = 1) -> Path:
     """A repository root holding only the chosen adapters (linked) and the
     experiment's data, so (b) runs the real eval path without touching the
     experiment's own results."""
-    from lorasweep.paths import data_dir, experiment_dir, test_file
+    from lorasweep.infra.paths import data_dir, experiment_dir, test_file
     from lorasweep.runspec import ADAPTER_DIR, TRAINED_MARKER
 
     if dest.exists():
@@ -153,10 +153,10 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
     from langchain_core.messages import HumanMessage
     from tqdm import tqdm
 
-    from lorasweep.parity import served_stop_ids
-    from lorasweep.prompts import render_prompt
-    from lorasweep.score import build_result, make_client
-    from lorasweep.serve import VLLMServer
+    from lorasweep.models.parity import served_stop_ids
+    from lorasweep.score.score import build_result, make_client
+    from lorasweep.serve.serve import VLLMServer
+    from lorasweep.tasks.prompts import render_prompt
 
     # as the seed's eval.sh served each adapter: vLLM's defaults, in eager mode
     # (it passed --vllm_enforce_eager); the requests themselves are lorasweep's
@@ -179,8 +179,8 @@ def seed_way(cfg, model, runs, test, chat_template, work: Path) -> dict:
 
 def lorasweep_way(cfg, model, runs, test, scratch: Path) -> dict:
     """(b): evaluate_model, as eval.sh runs it, in a scratch root."""
-    from lorasweep.evaluation import evaluate_model
     from lorasweep.plan import eval_runs
+    from lorasweep.score.evaluation import evaluate_model
 
     os.environ["LORASWEEP_ROOT"] = str(scratch)
     try:
@@ -217,13 +217,13 @@ def _hit_rates(text: str) -> list[float]:
 def limit_way(cfg, model, runs, test, chat_template, work: Path, server_start_s: float,
               steady_repeat: int = 0) -> dict:
     """(c): offline LLM.generate over every (adapter, prompt) in one batch."""
-    from lorasweep import tools
     from lorasweep.envscripts.cpu_lora import INSTALLED as CPU_LORA_INSTALLED
-    from lorasweep.models import resolve_model_path
-    from lorasweep.parity import served_stop_ids
-    from lorasweep.prompts import render_prompt
-    from lorasweep.score import max_answer_tokens
-    from lorasweep.serve import CPU_BLOCK_SIZE, VLLMServer, serve_dtype, uses_cpu_lora, vllm_rank
+    from lorasweep.infra import tools
+    from lorasweep.models.embedded import resolve_model_path
+    from lorasweep.models.parity import served_stop_ids
+    from lorasweep.score.score import max_answer_tokens
+    from lorasweep.serve.serve import CPU_BLOCK_SIZE, VLLMServer, serve_dtype, uses_cpu_lora, vllm_rank
+    from lorasweep.tasks.prompts import render_prompt
 
     engine = {"model": str(resolve_model_path(model.path)), "dtype": serve_dtype(cfg.eval.dtype),
               "max_model_len": cfg.eval.max_model_len, "enable_prefix_caching": True, "enable_lora": True,
@@ -285,18 +285,18 @@ def main() -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    from lorasweep import tools
     from lorasweep.config import load_config
+    from lorasweep.infra import tools
 
     on_gpu = tools.has_nvidia_gpu()
     if args.steady is None:
         args.steady = 10_000 if on_gpu else 0
     if args.json is None:
         args.json = str(ROOT / "benchmarks" / "results" / f"eval_throughput{'_gpu' if on_gpu else ''}.json")
-    from lorasweep.parity import encode_template
+    from lorasweep.data.splits import load_test
+    from lorasweep.models.parity import encode_template
     from lorasweep.plan import train_runs
-    from lorasweep.prompts import render_prompt
-    from lorasweep.splits import load_test
+    from lorasweep.tasks.prompts import render_prompt
 
     set_args = args.set if args.set is not None else ["seeds=[1,2,3]"]
     cfg = load_config(Path(args.experiment), set_args=set_args + ["eval.include_base=false", "eval.baselines=[]",

@@ -148,10 +148,10 @@ def _times(logs: Path) -> dict[str, int]:
 
 
 def summary(logs: Path, exp: str, seeds: str) -> None:
-    from lorasweep.atomic import read_json
+    from lorasweep.analysis.results import load_results
     from lorasweep.config import load_config
+    from lorasweep.infra.atomic import read_json
     from lorasweep.plan import train_runs
-    from lorasweep.results import load_results
 
     info = json.loads((logs / "nodes.train_ray.json").read_text())
     role_of = {f"ray:{info[r]['node_id']}": r for r in ("head", "worker")}
@@ -222,7 +222,7 @@ if __name__ == "__main__":
     elif cmd == "nodes":
         nodes(Path(args[0]), args[1], args[2], args[3])
     elif cmd == "runs-dir":   # the Ray experiment's run folders
-        from lorasweep.paths import runs_dir
+        from lorasweep.infra.paths import runs_dir
         print(runs_dir("demo_ray"))
     elif cmd == "kill-worker":
         kill_worker(Path(args[0]), Path(args[1]))

@@ -68,7 +68,7 @@ def via_train_sh(exp: Path, root: Path, run_dir: Path) -> dict:
 
 
 def bare(cli: str, train_yaml: Path, out: Path, extra: dict | None = None) -> dict:
-    from lorasweep.tools import child_env
+    from lorasweep.infra.tools import child_env
 
     args = yaml.safe_load(train_yaml.read_text(encoding="utf-8"))
     shutil.rmtree(out, ignore_errors=True)
@@ -104,8 +104,8 @@ def main() -> int:
     from eval_throughput import machine
 
     from lorasweep.config import load_config
+    from lorasweep.infra.tools import llamafactory_cli
     from lorasweep.plan import train_runs
-    from lorasweep.tools import llamafactory_cli
 
     root = Path(tempfile.mkdtemp(prefix="lorasweep-overhead-"))
     exp = experiment(root, args.size)

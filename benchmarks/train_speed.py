@@ -49,8 +49,8 @@ OPTIONS = {
 def demo_run(root: Path, size: int, set_args: list[str]):
     """The demo experiment cut to one run of `size` examples, 1 epoch, a loss logged every step."""
     from lorasweep.config import load_config
+    from lorasweep.data.splits import prepare_data
     from lorasweep.plan import train_runs
-    from lorasweep.splits import prepare_data
 
     demo = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text(encoding="utf-8"))
     demo.update({"name": "speed", "train_sizes": [size], "seeds": [1]})
@@ -68,7 +68,7 @@ def demo_run(root: Path, size: int, set_args: list[str]):
 
 def train(argv_head: list[str], train_yaml: Path, out: Path, extra: dict | None = None) -> dict:
     """One training of `train_yaml` (plus `extra` keys) into `out`; its timings and per-step losses."""
-    from lorasweep.tools import child_env
+    from lorasweep.infra.tools import child_env
 
     args = yaml.safe_load(train_yaml.read_text(encoding="utf-8"))
     shutil.rmtree(out, ignore_errors=True)
@@ -114,8 +114,8 @@ def main() -> int:
                         datefmt="%H:%M:%S")
     from eval_throughput import append_section, machine
 
-    from lorasweep import tools
-    from lorasweep.train import resolved_train_yaml, trainer_argv
+    from lorasweep.infra import tools
+    from lorasweep.train.train import resolved_train_yaml, trainer_argv
 
     root = Path(tempfile.mkdtemp(prefix="lorasweep-speed-"))
     cfg, run = demo_run(root, args.size, args.set)

@@ -6,7 +6,7 @@
 #                            [--python-version 3.12] [--serve gpu|cpu] [--no-models]
 #
 # OUT/             the wheels of the three environments for the target, their locks,
-#                  the embedded models' files (src/lorasweep/bundle.py says how)
+#                  the embedded models' files (src/lorasweep/infra/bundle.py says how)
 # OUT.pieces/      the same packed into lorasweep-bundle.tar.000, .001, ... of at most
 #                  --piece-mb MB each, with SHA256SUMS; carry these to the server
 #
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
-"$PY" -m lorasweep.bundle make "$out" "${args[@]}"
+"$PY" -m lorasweep.infra.bundle make "$out" "${args[@]}"
 pieces=$out.pieces
 rm -rf "$pieces"; mkdir -p "$pieces"
 # 1 MB = 10^6 bytes; the wheels are compressed already, so the tar is not

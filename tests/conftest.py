@@ -6,7 +6,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lorasweep.demo_data import LABELS as DEMO_LABELS  # noqa: E402
+from lorasweep.data.demo_data import LABELS as DEMO_LABELS  # noqa: E402
 
 DEMO_PROMPT = "关系分类：{labels}\n句子：{text}\n人物：{entity1}、{entity2}\n关系："
 

@@ -102,7 +102,7 @@ def test_a_malformed_set_value_is_explained_without_a_traceback(item, msg):
 
 
 def test_prompt_placeholders_fill_once_and_escaped_braces_stay_literal(sandbox):
-    from lorasweep.prompts import render_prompt
+    from lorasweep.tasks.prompts import render_prompt
 
     prompt = '回答JSON {"label": "x"}，写作{{labels}}：{labels}\n{text}'
     p = write_experiment(sandbox / "experiments" / "x.yaml", task={"labels": ["a", "b"], "prompt": prompt})

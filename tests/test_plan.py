@@ -23,7 +23,7 @@ def test_grid_and_ids(sandbox):
 def test_prompt_axis(sandbox):
     import json
 
-    from lorasweep.splits import prepare_data
+    from lorasweep.data.splits import prepare_data
 
     cfg = load_config(write_experiment(
         sandbox / "experiments" / "x.yaml",

@@ -5,15 +5,15 @@ import matplotlib
 import pytest
 
 from conftest import write_experiment
-from lorasweep import plots
-from lorasweep import results as R
-from lorasweep.atomic import atomic_write_json
+from lorasweep.analysis import plots
+from lorasweep.analysis import results as R
+from lorasweep.check.trainargs import resolved_train_yaml
 from lorasweep.config import ConfigError, load_config
+from lorasweep.infra.atomic import atomic_write_json
 from lorasweep.plan import eval_runs, plan_text, train_runs
 from lorasweep.runspec import RunSpec, scored_on_disk
-from lorasweep.serve import VLLMServer, base_server_args, served_base, trained_base
-from lorasweep.train import fingerprint
-from lorasweep.trainargs import resolved_train_yaml
+from lorasweep.serve.serve import VLLMServer, base_server_args, served_base, trained_base
+from lorasweep.train.train import fingerprint
 
 matplotlib.use("Agg")
 VARIANTS = {"r8": {}, "r64": {"lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.05},
@@ -117,7 +117,7 @@ def test_qlora_adapters_get_a_server_that_quantizes_the_base_on_a_gpu(sandbox, t
 
 
 def test_a_check_message_names_the_variant_a_key_came_from(sandbox):
-    from lorasweep.trainargs import where_set
+    from lorasweep.check.trainargs import where_set
 
     cfg = _cfg(sandbox)
     assert where_set(cfg, "m1", "quantization_bit", "qlora") == "variants.qlora.quantization_bit"
@@ -127,7 +127,8 @@ def test_a_check_message_names_the_variant_a_key_came_from(sandbox):
 
 
 def test_check_warns_that_qlora_runs_will_be_scored_on_the_full_base_on_a_cpu(sandbox, monkeypatch):
-    from lorasweep import check, tools
+    from lorasweep.check import check
+    from lorasweep.infra import tools
 
     monkeypatch.setattr(tools, "has_nvidia_gpu", lambda: False)
     (warning,) = check.served_base_warnings(_cfg(sandbox))

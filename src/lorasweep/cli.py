@@ -11,21 +11,22 @@ import sys
 
 import yaml
 
-from . import __version__, tools
-from .check import full_check
+from . import __version__
+from .analysis.notebook import run_notebook
+from .analysis.report import write_report
+from .analysis.results import collect_results, reported_rows, summary_table
+from .check.check import full_check
 from .config import ConfigError, ExperimentConfig, load_experiment
-from .evaluation import run_eval
-from .models import ModelUnavailable, availability
-from .notebook import run_notebook
+from .data.splits import load_split, prepare_data
+from .infra import tools
+from .infra.procs import LockError
+from .models.embedded import ModelUnavailable, availability
 from .overrides import show_recorded_overrides
 from .plan import eval_runs, plan_text, train_runs
-from .procs import LockError
-from .report import write_report
-from .results import collect_results, reported_rows, summary_table
 from .runspec import TEST, VAL
-from .score import score_runs
-from .splits import load_split, prepare_data
-from .train import resolved_train_yaml, run_training
+from .score.evaluation import run_eval
+from .score.score import score_runs
+from .train.train import resolved_train_yaml, run_training
 
 log = logging.getLogger("lorasweep")
 COMMANDS = {

@@ -24,11 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-from .metrics import normalise
-from .paths import repo_root
-from .prompts import placeholders, unknown_placeholders
+from .infra.paths import repo_root
+from .infra.tools import MANAGED_TRAIN_KEYS
 from .tasks import get_task
-from .tools import MANAGED_TRAIN_KEYS
+from .tasks.metrics import normalise
+from .tasks.prompts import placeholders, unknown_placeholders
 
 Decoding = Literal["free", "constrained"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -10,9 +10,9 @@ import logging
 import shlex
 import time
 
-from .atomic import atomic_write_json, read_json
 from .config import ExperimentConfig
-from .paths import experiment_dir, overrides_file
+from .infra.atomic import atomic_write_json, read_json
+from .infra.paths import experiment_dir, overrides_file
 
 log = logging.getLogger(__name__)
 

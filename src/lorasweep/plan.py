@@ -4,9 +4,9 @@ baselines. Ids and folders follow from the coordinates alone (runspec.py).
 """
 from __future__ import annotations
 
-from .budget import budget, kept_epochs
 from .config import ExperimentConfig
 from .runspec import BASELINE_MODELS, RunSpec
+from .train.budget import budget, kept_epochs
 
 
 def train_runs(cfg: ExperimentConfig) -> list[RunSpec]:
@@ -63,7 +63,7 @@ def plan_text(cfg: ExperimentConfig) -> str:
     for r, state in zip(runs, states, strict=False):
         lines.append(f"  {r.run_id:40s} {state:9s} {budget(cfg, r).text():24s} {r.folder()}")
     todo = sum(s != "trained" for s in states)
-    from .executor import where_jobs_run
+    from .train.executor import where_jobs_run
 
     try:
         where = where_jobs_run(cfg, cfg.train.gpus_per_run, "train.gpus_per_run", cfg.train.runs_per_gpu)

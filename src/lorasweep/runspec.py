@@ -36,8 +36,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from .atomic import atomic_write_json, read_json
-from .paths import data_dir, runs_dir
+from .infra.atomic import atomic_write_json, read_json
+from .infra.paths import data_dir, runs_dir
 
 # The classical baselines run as "models" of their own names.
 BASELINE_MODELS = {"tfidf": "baseline-tfidf-logreg", "embedding": "baseline-minilm-logreg"}

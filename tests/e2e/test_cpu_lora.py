@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from lorasweep.envscripts import HERE as ENVSCRIPTS
-from lorasweep.tools import env_python
+from lorasweep.infra.tools import env_python
 
 pytestmark = pytest.mark.e2e
 

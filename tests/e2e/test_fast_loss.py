@@ -13,11 +13,11 @@ import pytest
 
 from conftest import DEMO_LABELS, ROOT, write_experiment
 from lorasweep.config import load_config
-from lorasweep.models import embedded_model_dir
+from lorasweep.data.splits import load_test
+from lorasweep.infra.tools import env_python
+from lorasweep.models.embedded import embedded_model_dir
 from lorasweep.plan import train_runs
-from lorasweep.prompts import render_prompt
-from lorasweep.splits import load_test
-from lorasweep.tools import env_python
+from lorasweep.tasks.prompts import render_prompt
 
 pytestmark = pytest.mark.e2e
 

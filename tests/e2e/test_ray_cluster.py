@@ -20,10 +20,10 @@ import pytest
 
 from conftest import stand_in_trainer, write_experiment
 from lorasweep.config import load_config
+from lorasweep.data.splits import prepare_data
 from lorasweep.plan import train_runs
 from lorasweep.runspec import TRAINED_MARKER
-from lorasweep.splits import prepare_data
-from lorasweep.train import run_training
+from lorasweep.train.train import run_training
 
 pytestmark = pytest.mark.e2e
 

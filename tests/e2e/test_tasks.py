@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from conftest import run_stages, write_experiment
-from lorasweep import demo_data
+from lorasweep.data import demo_data
 
 pytestmark = pytest.mark.e2e
 TEST_SIZE = 20

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import DEMO_LABELS, ROOT, write_experiment
-from lorasweep.models import embedded_model_dir
+from lorasweep.models.embedded import embedded_model_dir
 
 pytestmark = pytest.mark.e2e
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..metrics import INVALID
+from .metrics import INVALID
 
 if TYPE_CHECKING:
     from ..config import DataSpec, ExperimentConfig, TaskSpec
-    from ..runresult import RunResult
+    from ..score.runresult import RunResult
 
 
 class Task:

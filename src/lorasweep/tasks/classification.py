@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..metrics import classification_metrics, to_label
 from .base import Task
+from .metrics import classification_metrics, to_label
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig, TaskSpec
-    from ..runresult import RunResult
+    from ..score.runresult import RunResult
 
 
 class ClassificationTask(Task):
@@ -30,7 +30,7 @@ class ClassificationTask(Task):
 
     def intervals(self, cfg: ExperimentConfig, res: RunResult, n_resamples: int,
                   seed: int) -> tuple[float, float, float, float]:
-        from .. import stats
+        from ..analysis import stats
 
         _, a, b = stats.bootstrap_ci(res.predictions, res.references, res.labels, "f1_macro", n_resamples, seed)
         _, c, d = stats.bootstrap_ci(res.predictions, res.references, res.labels, "accuracy", n_resamples, seed)

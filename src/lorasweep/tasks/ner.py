@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..metrics import ner_metrics
-from ..ner import entities_from_row, format_answer, parse_answer
 from .base import Task
+from .metrics import ner_metrics
+from .ner_format import entities_from_row, format_answer, parse_answer
 
 if TYPE_CHECKING:
     from ..config import DataSpec, ExperimentConfig, TaskSpec
-    from ..runresult import RunResult
+    from ..score.runresult import RunResult
 
 
 class NerTask(Task):
@@ -83,8 +83,8 @@ class NerTask(Task):
     def intervals(self, cfg: ExperimentConfig, res: RunResult, n_resamples: int,
                   seed: int) -> tuple[float, float, float, float]:
         """The score's interval only (entity micro-F1 over resampled texts)."""
-        from .. import stats
-        from ..splits import load_test
+        from ..analysis import stats
+        from ..data.splits import load_test
 
         gold = [{tuple(p) for p in ex["entities"]} for ex in load_test(cfg)]
         _, a, b = stats.bootstrap_ner_ci([set(map(tuple, p)) for p in res.predictions], gold, n_resamples, seed)

@@ -1,0 +1,1 @@
+"""The vLLM OpenAI servers (serve.py)."""
