@@ -99,13 +99,18 @@ def paired_test(a_preds: list[str], b_preds: list[str], refs: list[str], labels:
     for i in range(n_resamples):
         idx = rng.integers(0, n, n)
         diffs[i] = fn(pa[idx], r[idx], k) - fn(pb[idx], r[idx], k)
+    lo, hi, p = _interval_and_p(diffs, a, b)
+    return PairedResult(metric, a, b, a - b, float(lo), float(hi), p, mcnemar_exact(pa == r, pb == r))
+
+
+def _interval_and_p(diffs: np.ndarray, a: float, b: float) -> tuple[float, float, float]:
+    """The 95% percentile interval of bootstrapped differences A - B and the
+    two-sided bootstrap p-value of "no difference" (1 when nothing differs)."""
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     if a == b and not diffs.any():
-        p = 1.0
-    else:
-        side = np.mean(diffs <= 0) if a - b >= 0 else np.mean(diffs >= 0)
-        p = min(1.0, 2 * float(side))
-    return PairedResult(metric, a, b, a - b, float(lo), float(hi), p, mcnemar_exact(pa == r, pb == r))
+        return float(lo), float(hi), 1.0
+    side = np.mean(diffs <= 0) if a - b >= 0 else np.mean(diffs >= 0)
+    return float(lo), float(hi), min(1.0, 2 * float(side))
 
 
 def paired_test_seeds(a_runs: list[list[str]], b_runs: list[list[str]], refs: list[str], labels: list[str],
@@ -127,12 +132,7 @@ def paired_test_seeds(a_runs: list[list[str]], b_runs: list[list[str]], refs: li
         idx = rng.integers(0, n, n)
         diffs[i] = np.mean([fn(pa[idx], r[idx], k) - fn(pb[idx], r[idx], k) for pa, pb in zip(enc_a, enc_b,
                                                                                               strict=True)])
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    if a == b and not diffs.any():
-        p = 1.0
-    else:
-        side = np.mean(diffs <= 0) if a - b >= 0 else np.mean(diffs >= 0)
-        p = min(1.0, 2 * float(side))
+    lo, hi, p = _interval_and_p(diffs, a, b)
     mc = mcnemar_exact(np.concatenate([pa == r for pa in enc_a]), np.concatenate([pb == r for pb in enc_b]))
     return PairedResult(metric, a, b, a - b, float(lo), float(hi), p, mc)
 
