@@ -358,6 +358,10 @@ class EvalSpec(_Strict):
     gpus_per_model: int = Field(default=1, ge=1,
                                 description="GPUs given to each base model's server (tensor parallel); "
                                             "different base models are served at once on the rest")
+    models_per_gpu: int | Literal["auto"] = Field(
+        default="auto", description="base models served at once on each GPU group, each server with its share of "
+                                    "the memory (their starts overlap); auto: as many as fit (3 x the weights each, "
+                                    "at most 8); one at a time on a CPU")
     checkpoint_servers: int | Literal["auto"] = Field(
         default="auto", description="full/freeze-tuned models served at once on a model's GPUs, each from a vLLM "
                                     "server of its own with its share of the memory; auto: as many as fit (3 x "
@@ -366,7 +370,7 @@ class EvalSpec(_Strict):
                                       "it is scored in every decoding (its scores, logs and config stay; scoring "
                                       "it again means training it again)")
 
-    @field_validator("concurrency", "client_processes", "checkpoint_servers")
+    @field_validator("concurrency", "client_processes", "models_per_gpu", "checkpoint_servers")
     @classmethod
     def _at_least_one(cls, v, info):
         if isinstance(v, int) and v < 1:

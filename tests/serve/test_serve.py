@@ -2,7 +2,7 @@
 import json
 
 from lorasweep.config import load_config
-from lorasweep.serve.serve import VLLMServer, checkpoint_servers
+from lorasweep.serve.serve import VLLMServer, servers_at_once
 
 GB = 1_000_000_000
 
@@ -17,23 +17,26 @@ def _one_model_config(tmp_path, model_path):
     return load_config(exp)
 
 
-def test_checkpoint_servers_fit_three_times_their_weights_in_the_gpus_share():
+def test_servers_at_once_fit_three_times_their_weights_in_the_gpus_share():
     # 0.9 x 141 GB / (3 x 15 GB) = 2.8 -> 2 at once (a 7B bf16 model on an H200)
-    assert checkpoint_servers("auto", 8, 15 * GB, 141 * GB) == 2
+    assert servers_at_once("auto", 8, 15 * GB, 141 * GB) == 2
     # a 0.5B model (1 GB): 0.9 x 141 / 3 = 42 fit; capped at the runs, then at 8
-    assert checkpoint_servers("auto", 5, 1 * GB, 141 * GB) == 5
-    assert checkpoint_servers("auto", 20, 1 * GB, 141 * GB) == 8
+    assert servers_at_once("auto", 5, 1 * GB, 141 * GB) == 5
+    assert servers_at_once("auto", 20, 1 * GB, 141 * GB) == 8
     # larger than a third of the share: still one (vLLM says whether it fits)
-    assert checkpoint_servers("auto", 4, 60 * GB, 80 * GB) == 1
+    assert servers_at_once("auto", 4, 60 * GB, 80 * GB) == 1
     # a CPU, or a single run: one at a time
-    assert checkpoint_servers("auto", 4, 1 * GB, None) == 1
-    assert checkpoint_servers(3, 1, 1 * GB, 80 * GB) == 1
+    assert servers_at_once("auto", 4, 1 * GB, None) == 1
+    assert servers_at_once(3, 1, 1 * GB, 80 * GB) == 1
     # a number is taken as given, up to the runs
-    assert checkpoint_servers(3, 8, 60 * GB, 80 * GB) == 3
-    assert checkpoint_servers(3, 2, 1 * GB, 80 * GB) == 2
+    assert servers_at_once(3, 8, 60 * GB, 80 * GB) == 3
+    assert servers_at_once(3, 2, 1 * GB, 80 * GB) == 2
 
 
-def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path):
+def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path, monkeypatch):
+    from lorasweep.infra import tools
+
+    monkeypatch.setattr(tools, "gpu_memory_bytes", lambda gpu: 140 * 10**9)
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({}))
@@ -45,10 +48,12 @@ def test_a_full_tuned_model_is_served_from_its_folder_under_its_run_id(tmp_path)
     assert argv[argv.index("--model") + 1] == str(ckpt)
     assert argv[argv.index("--served-model-name") + 1] == "m1__full__n10__seed1"
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.450"
+    # a fixed KV cache, half its share (0.45 x 140 GB / 2): no memory profiling beside other servers
+    assert argv[argv.index("--kv-cache-memory-bytes") + 1] == str(int(0.45 * 140 * 10**9 / 2))
     assert "--enable-lora" not in argv
     base = VLLMServer(cfg, cfg.models[0], {}, None, tmp_path / "s.log")
     assert base.argv[base.argv.index("--model") + 1] == str(model)
-    assert "--gpu-memory-utilization" not in base.argv
+    assert "--gpu-memory-utilization" not in base.argv and "--kv-cache-memory-bytes" not in base.argv
 
 
 def test_a_full_tuned_run_whose_weights_were_deleted_fails_with_the_reason(sandbox):
@@ -105,6 +110,7 @@ def test_a_gpu_server_captures_few_graph_sizes_and_shares_compiler_caches(tmp_pa
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "home" / "compile" / "vllm")
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "home" / "compile" / "inductor")
     assert env["TRITON_CACHE_DIR"] == "/mine/triton"
+    assert env[serve.GREEDY_SAMPLER_ENV] == "0"     # greedy answers: no sampler kernels compiled at start
     # the user's own compilation or eager mode wins; so does tune_server: false
     for extra in (["--enforce-eager"], ["--compilation-config", "{}"], ["-O0"]):
         cfg.eval.extra_server_args = extra

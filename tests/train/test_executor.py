@@ -99,7 +99,7 @@ def test_eval_serves_different_base_models_on_different_gpus_at_once(sandbox, mo
     prepare_data(cfg)
     calls = []
 
-    def fake_evaluate_model(cfg, name, gpus):
+    def fake_evaluate_model(cfg, name, gpus, memory_share=None):
         start = time.time()
         time.sleep(0.5)
         calls.append((name, tuple(gpus or ()), start, time.time()))
@@ -114,6 +114,42 @@ def test_eval_serves_different_base_models_on_different_gpus_at_once(sandbox, mo
         assert {c[1] for c in calls} == {("0",), ("1",)}
     else:
         assert {c[1] for c in calls} == {()}
+
+
+@pytest.mark.parametrize("setting, gpu_gb, expect", [("auto", 141, (3, 0.3)), ("auto", 4, (1, None)),
+                                                     (2, 141, (2, 0.45)), (1, 141, (1, None))])
+def test_eval_serves_base_models_side_by_side_on_one_gpu(sandbox, tmp_path, monkeypatch, setting, gpu_gb, expect):
+    """eval.models_per_gpu: the base models' servers share one GPU (their starts
+    overlap), each with its part of 0.9 of the memory; auto fits 3 x the
+    weights each: 3 models of 1 GB on 141 GB -> all three; on 4 GB: 0.9 x 4 /
+    3 = 1.2 -> one at a time."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"\0" * 1000)
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml",
+                                       eval={"baselines": [], "models_per_gpu": setting},
+                                       models=[{"name": f"m{i}", "path": str(base), "template": "gemma"}
+                                               for i in (1, 2, 3)]))
+    prepare_data(cfg)
+    calls = []
+
+    def fake_evaluate_model(cfg, name, gpus, memory_share=None):
+        start = time.time()
+        time.sleep(0.5)
+        calls.append((name, tuple(gpus or ()), memory_share, start, time.time()))
+        return evaluation.EvalSummary(scored=[f"{name}__n0__base"])
+
+    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate_model)
+    # 1000 bytes of weights stand for 1 GB, so the GPU's gpu_gb GB are gpu_gb x 1000 bytes
+    monkeypatch.setattr(evaluation.tools, "gpu_memory_bytes", lambda gpu: gpu_gb * 1000)
+    monkeypatch.setattr(evaluation, "resolve_model_path", lambda path: base)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    s = evaluation._run_eval(cfg)
+    assert sorted(s.scored) == ["m1__n0__base", "m2__n0__base", "m3__n0__base"]
+    k, share = expect
+    assert _events_overlap([(a, b, c, d) for a, b, _, c, d in calls]) == k
+    assert {c[1] for c in calls} == {("0",)}
+    assert [c[2] for c in calls] == [pytest.approx(share) if share else None] * 3
 
 
 def test_server_pinned_to_its_gpus(sandbox, tmp_path):

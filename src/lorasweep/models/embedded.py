@@ -276,8 +276,13 @@ def build(train_python: str, serve_python: str, name: str = "gemma-3-270m", forc
         log.info("building the embedded model %s from %s (a minute or two)", name, gguf)
         spec = tmp / "build-spec.json"
         spec.write_text(json.dumps(model.spec, ensure_ascii=False))
-        _run_stage(train_python, "weights", str(gguf), str(tmp), str(spec))
-        _run_stage(serve_python, "tokenizer", str(gguf), str(tmp), str(spec))
+        # The weights (training env) and the tokenizer (serving env) are read from
+        # the GGUF file by two processes at once: each pays its own imports.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            stages = [pool.submit(_run_stage, train_python, "weights", str(gguf), str(tmp), str(spec)),
+                      pool.submit(_run_stage, serve_python, "tokenizer", str(gguf), str(tmp), str(spec))]
+            for stage in stages:
+                stage.result()
         report = json.loads(_run_stage(train_python, "verify", str(tmp), str(spec)).strip().splitlines()[-1])
         spec.unlink()
     finally:

@@ -9,6 +9,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..analysis.results import collect_results
 from ..check.check import preflight
@@ -19,6 +20,7 @@ from ..infra import tools
 from ..infra.paths import checkout_root, lock_file, server_log, test_file
 from ..infra.procs import Child, ExperimentLock, install_cleanup
 from ..models.chat import adapters_template
+from ..models.embedded import resolve_model_path
 from ..models.parity import ParityError, check_parity, encode_template
 from ..plan import baseline_runs, eval_runs
 from ..runspec import MODEL_WEIGHTS, TEST, VAL, RunSpec
@@ -27,9 +29,9 @@ from ..serve.serve import (
     GPU_MEMORY_SHARE,
     ServerError,
     VLLMServer,
-    checkpoint_servers,
     kv_cache_tokens,
     served_base,
+    servers_at_once,
     trained_base,
 )
 from ..tasks.prompts import render_prompt
@@ -77,10 +79,17 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
             models.append(model.name)
         else:
             log.info("eval %s: nothing to score", model.name)
+    k, share = _models_at_once(cfg, models)
     if models:
-        log.info("eval: %d base model(s) to serve; %s", len(models),
-                 where_jobs_run(cfg, cfg.eval.gpus_per_model, "eval.gpus_per_model"))
-    for name, part, err in run_jobs(cfg, evaluate_model, models, cfg.eval.gpus_per_model, "eval.gpus_per_model"):
+        log.info("eval: %d base model(s) to serve; %s%s", len(models),
+                 where_jobs_run(cfg, cfg.eval.gpus_per_model, "eval.gpus_per_model", k),
+                 f" ({share:.2f} of the GPU memory each, eval.models_per_gpu)" if share else "")
+    # On a GPU the baselines (CPU work) run while the servers start and score.
+    side = ThreadPoolExecutor(max_workers=1)
+    baselines = side.submit(_baselines, cfg, test) if cfg.eval.baselines and share else None
+    serve_one = partial(evaluate_model, memory_share=share)
+    for name, part, err in run_jobs(cfg, serve_one, models, cfg.eval.gpus_per_model, "eval.gpus_per_model",
+                                    share=k):
         if err is not None:   # the job itself broke (e.g. its Ray worker kept dying)
             for r in _split_runs(cfg, name, EvalSummary()):
                 summary.failed[r.run_id] = str(err).splitlines()[0]
@@ -89,14 +98,39 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
         summary.failed.update(part.failed)
         summary.server_start_s.update(part.server_start_s)
     if cfg.eval.baselines:
-        todo = [r.run_id for r in baseline_runs(cfg)]
-        scored = run_baselines(cfg, test)
+        scored, skipped = baselines.result() if baselines else _baselines(cfg, test)
         summary.scored += scored
-        summary.skipped += [r for r in todo if r not in scored]
+        summary.skipped += skipped
+    side.shutdown()
     record_selections(cfg, eval_runs(cfg))   # (any a stopped eval scored on the validation set but left unrecorded)
     collect_results(cfg)
     summary.wall_s = time.time() - t0
     return summary
+
+
+def _models_at_once(cfg: ExperimentConfig, models: list[str]) -> tuple[int, float | None]:
+    """How many base models' servers share each GPU group at once
+    (eval.models_per_gpu) and each one's share of its memory; (1, None) on a
+    CPU, with a Ray executor, or for one model."""
+    gpus = tools.visible_gpus() if cfg.executor.kind == "local" else []
+    if len(models) <= 1 or not gpus:
+        return 1, None
+    weights = 0
+    for name in models:
+        try:
+            base = resolve_model_path(cfg.model(name).path)
+        except (OSError, ValueError):
+            return 1, None   # its size unknown: one at a time, as before
+        weights = max(weights, sum(f.stat().st_size for f in base.glob("*.safetensors")))
+    k = servers_at_once(cfg.eval.models_per_gpu, len(models), weights, tools.gpu_memory_bytes(gpus[0]))
+    return k, (GPU_MEMORY_SHARE / k if k > 1 else None)
+
+
+def _baselines(cfg: ExperimentConfig, test: list[dict]) -> tuple[list[str], list[str]]:
+    """The baselines scored, and those already scored before (skipped)."""
+    todo = [r.run_id for r in baseline_runs(cfg)]
+    scored = run_baselines(cfg, test)
+    return scored, [r for r in todo if r not in scored]
 
 
 def _split_runs(cfg: ExperimentConfig, model_name: str, summary: EvalSummary) -> list[RunSpec]:
@@ -121,9 +155,11 @@ def _splits(cfg: ExperimentConfig, run: RunSpec) -> list[str]:
     return [VAL, TEST] if needs_val(cfg, run) else [TEST]
 
 
-def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | None = None) -> EvalSummary:
+def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | None = None,
+                   memory_share: float | None = None) -> EvalSummary:
     """Serve one base model with all its finished adapters (on `gpus` when
-    given), prove parity, score every unscored run; the server always stops."""
+    given, with `memory_share` of their memory when other models' servers
+    share them), prove parity, score every unscored run; the server always stops."""
     model = cfg.model(model_name)
     summary = EvalSummary()
     runs = _split_runs(cfg, model.name, EvalSummary())
@@ -148,10 +184,11 @@ def evaluate_model(cfg: ExperimentConfig, model_name: str, gpus: list[str] | Non
                     "base (%s), e.g. %s; results say so in served_base", model.name, len(moved), why, moved[0])
     for base, group in groups.items():
         group_trained = [r for r in trained if served_base(cfg, r, on_gpu) == base]
-        failure = _serve_and_score(cfg, model, group, group_trained, encoding, gpus, summary, base)
+        failure = _serve_and_score(cfg, model, group, group_trained, encoding, gpus, summary, base,
+                                   memory_share=memory_share)
         _tally(cfg, group, failure, summary)
     if whole:
-        _serve_whole_models(cfg, model, whole, encoding, gpus, summary)
+        _serve_whole_models(cfg, model, whole, encoding, gpus, summary, memory_share)
     return summary
 
 
@@ -164,14 +201,17 @@ def _tally(cfg: ExperimentConfig, runs: list[RunSpec], failure: str | None, summ
 
 
 def _serve_whole_models(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunSpec], encoding: Future | None,
-                        gpus: list[str] | None, summary: EvalSummary) -> None:
+                        gpus: list[str] | None, summary: EvalSummary, memory_share: float | None = None) -> None:
     """Full/freeze-tuned models, each served by a vLLM server of its own with
     the same parity check: one at a time on a CPU, as many at once as fit on
-    the GPUs (serve.checkpoint_servers), each with its share of their memory."""
+    the GPUs (serve.servers_at_once), each with its share of their memory
+    (of `memory_share` of it when other base models share the GPUs)."""
+    whole_share = memory_share or GPU_MEMORY_SHARE
     gpu_bytes = tools.gpu_memory_bytes(gpus[0]) if gpus else None
+    ours = int(gpu_bytes * whole_share / GPU_MEMORY_SHARE) if gpu_bytes else None   # this model's part of the GPU
     weights = max(sum(f.stat().st_size for f in r.adapter_dir.glob("*.safetensors")) for r in runs)
-    k = checkpoint_servers(cfg.eval.checkpoint_servers, len(runs), weights, gpu_bytes)
-    share = GPU_MEMORY_SHARE / k if gpu_bytes and k > 1 else None
+    k = servers_at_once(cfg.eval.checkpoint_servers, len(runs), weights, ours)
+    share = whole_share / k if gpu_bytes and (k > 1 or memory_share) else None
     log.info("eval %s: %d full/freeze-tuned model(s), each from a server of its own, %d at a time%s",
              model.name, len(runs), k, f" ({share:.2f} of the GPU memory each)" if share else "")
 
@@ -259,8 +299,10 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
     """Score `runs` with infer_eval.py processes: with eval.select: val the
     candidates on the validation set first, and each training run's choice
     recorded (selection.py) before any of its test answers are asked for;
-    then on the test set. In each, the base model's run alone first, then the
-    adapters' runs split over eval.client_processes processes at once.
+    then on the test set. In each, one round of processes at once: the base
+    model's run in one of its own, the adapters' runs split over
+    eval.client_processes more (each process pays a Python start, ~5 s: one
+    round, not two).
     Returns the first non-zero exit code (0 when all succeeded)."""
     for split in (VAL, TEST):
         todo = [r for r in runs if split in _splits(cfg, r) and not all(r.is_scored(d, split)
@@ -268,14 +310,11 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
         base = [r for r in todo if r.is_base]
         adapters = [r for r in todo if not r.is_base]
         k = client_processes(cfg, len(adapters), bool(srv.gpus) or tools.has_nvidia_gpu())
-        rounds = [[base]] if base else []
-        if adapters:
-            rounds.append([adapters[i::k] for i in range(k)])
-        for groups in rounds:
-            procs = [_start_client(cfg, srv, group, len(groups), split) for group in groups if group]
-            codes = [_wait(p) for p in procs]
-            if any(codes):
-                return next(c for c in codes if c)
+        groups = [g for g in [base, *(adapters[i::k] for i in range(k))] if g]
+        procs = [_start_client(cfg, srv, group, len(groups), split) for group in groups]
+        codes = [_wait(p) for p in procs]
+        if any(codes):
+            return next(c for c in codes if c)
         if split == VAL:
             record_selections(cfg, runs)
     return 0

