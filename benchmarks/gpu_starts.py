@@ -64,6 +64,7 @@ def eval_pass(log: Path) -> dict:
     servers: dict[str, dict] = {}
     first = last = None
     base_from = base_to = None
+    before = None   # lorasweep's last line before the baselines' first: where they started
     for ln in log.read_text(errors="ignore").splitlines():
         m = re.search(r"(\d\d:\d\d:\d\d) INFO lorasweep\.(\w+): (.*)", ln)
         if not m:
@@ -71,6 +72,11 @@ def eval_pass(log: Path) -> dict:
         hms, mod, msg = m.groups()
         first = first or hms
         last = hms
+        if mod == "baselines":
+            base_from = base_from or before
+            base_to = hms
+            continue
+        before = hms
         s = re.match(r"serve (\S+): (starting|healthy after (\d+) s|stopped)", msg)
         if s:
             srv = servers.setdefault(s.group(1), {})
@@ -80,9 +86,6 @@ def eval_pass(log: Path) -> dict:
                 srv["start_to_healthy_s"], srv["healthy"] = int(s.group(3)), hms
             else:
                 srv["healthy_to_stopped_s"] = _secs(srv["healthy"], hms) if "healthy" in srv else None
-                base_from = hms
-        if mod == "baselines":
-            base_to = hms
     for srv in servers.values():
         srv.pop("healthy", None)
     return {"servers": servers, "baselines_s": _secs(base_from, base_to) if base_from and base_to else None,
