@@ -33,6 +33,7 @@ from ..serve.serve import (
     served_base,
     servers_at_once,
     trained_base,
+    uses_cpu_lora,
 )
 from ..tasks.prompts import render_prompt
 from ..train.executor import run_jobs, where_jobs_run
@@ -302,19 +303,25 @@ def _score_with_client(cfg: ExperimentConfig, srv: VLLMServer, runs: list[RunSpe
     then on the test set. In each, one round of processes at once: the base
     model's run in one of its own, the adapters' runs split over
     eval.client_processes more (each process pays a Python start, ~5 s: one
-    round, not two).
+    round, not two). With vLLM's own CPU LoRA kernels (eval.tune_server:
+    false on a CPU) the base model's run goes first, alone: those kernels give
+    a base-model request batched with adapters' requests the last adapter
+    slot's term (cpu_lora.lora_matvec); lorasweep's and the GPU's do not.
     Returns the first non-zero exit code (0 when all succeeded)."""
     for split in (VAL, TEST):
         todo = [r for r in runs if split in _splits(cfg, r) and not all(r.is_scored(d, split)
                                                                       for d in cfg.eval.decodings)]
         base = [r for r in todo if r.is_base]
         adapters = [r for r in todo if not r.is_base]
-        k = client_processes(cfg, len(adapters), bool(srv.gpus) or tools.has_nvidia_gpu())
-        groups = [g for g in [base, *(adapters[i::k] for i in range(k))] if g]
-        procs = [_start_client(cfg, srv, group, len(groups), split) for group in groups]
-        codes = [_wait(p) for p in procs]
-        if any(codes):
-            return next(c for c in codes if c)
+        on_gpu = bool(srv.gpus) or tools.has_nvidia_gpu()
+        k = client_processes(cfg, len(adapters), on_gpu)
+        groups = [adapters[i::k] for i in range(k)]
+        rounds = [[base, *groups]] if on_gpu or uses_cpu_lora(cfg, srv.gpus) else [[base], groups]
+        for round_groups in ([g for g in r if g] for r in rounds):
+            procs = [_start_client(cfg, srv, g, len(round_groups), split) for g in round_groups]
+            codes = [_wait(p) for p in procs]
+            if any(codes):
+                return next(c for c in codes if c)
         if split == VAL:
             record_selections(cfg, runs)
     return 0
