@@ -359,9 +359,9 @@ class EvalSpec(_Strict):
                                 description="GPUs given to each base model's server (tensor parallel); "
                                             "different base models are served at once on the rest")
     models_per_gpu: int | Literal["auto"] = Field(
-        default="auto", description="base models served at once on each GPU group, each server with its share of "
-                                    "the memory (their starts overlap); auto: as many as fit (3 x the weights each, "
-                                    "at most 8); one at a time on a CPU")
+        default="auto", description="base models served at once on each GPU group when there are more models "
+                                    "than groups, each server with its share of the memory (their starts overlap); "
+                                    "auto: as many as fit (3 x the weights each, at most 8); one at a time on a CPU")
     checkpoint_servers: int | Literal["auto"] = Field(
         default="auto", description="full/freeze-tuned models served at once on a model's GPUs, each from a vLLM "
                                     "server of its own with its share of the memory; auto: as many as fit (3 x "

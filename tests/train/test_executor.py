@@ -211,3 +211,34 @@ def test_ray_shares_one_gpu_between_runs_only_for_single_gpu_runs(sandbox, monke
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
     monkeypatch.setattr(ray, "nodes", lambda: [{"Resources": {"CPU": 16.0}, "Alive": True}])
     assert _task_options(cfg, 1, share=4)["num_gpus"] == 0   # no GPU in the cluster: CPU jobs
+
+
+@pytest.mark.parametrize("n_models, expect_share, expect_peak", [(2, None, 2), (3, 0.45, 3)])
+def test_models_share_a_gpu_only_when_there_are_more_models_than_gpus(sandbox, tmp_path, monkeypatch, n_models,
+                                                                      expect_share, expect_peak):
+    """2 models on 2 GPUs: one each, all its memory; 3 on 2: two on one GPU (0.45 each)
+    and one on the other (the free slots go round-robin)."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"\0" * 1000)
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": []},
+                                       models=[{"name": f"m{i}", "path": str(base), "template": "gemma"}
+                                               for i in range(1, n_models + 1)]))
+    prepare_data(cfg)
+    calls = []
+
+    def fake_evaluate_model(cfg, name, gpus, memory_share=None):
+        start = time.time()
+        time.sleep(0.5)
+        calls.append((name, tuple(gpus or ()), memory_share, start, time.time()))
+        return evaluation.EvalSummary(scored=[f"{name}__n0__base"])
+
+    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate_model)
+    monkeypatch.setattr(evaluation.tools, "gpu_memory_bytes", lambda gpu: 141 * 1000)   # 1000 bytes = 1 GB
+    monkeypatch.setattr(evaluation, "resolve_model_path", lambda path: base)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    evaluation._run_eval(cfg)
+    assert [c[2] for c in calls] == [pytest.approx(expect_share) if expect_share else None] * n_models
+    assert _events_overlap([(a, b, c, d) for a, b, _, c, d in calls]) == expect_peak
+    assert {c[1] for c in calls} == {("0",), ("1",)}   # both GPUs used, never three servers on one
+    assert max(sum(c[1] == g for c in calls) for g in {c[1] for c in calls}) <= 2

@@ -36,7 +36,7 @@ from ..serve.serve import (
     uses_cpu_lora,
 )
 from ..tasks.prompts import render_prompt
-from ..train.executor import run_jobs, where_jobs_run
+from ..train.executor import gpu_groups, run_jobs, where_jobs_run
 from .baselines import run_baselines
 from .score import client_processes
 from .selection import needs_val, record_selections
@@ -112,9 +112,11 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
 def _models_at_once(cfg: ExperimentConfig, models: list[str]) -> tuple[int, float | None]:
     """How many base models' servers share each GPU group at once
     (eval.models_per_gpu) and each one's share of its memory; (1, None) on a
-    CPU, with a Ray executor, or for one model."""
+    CPU, with a Ray executor, or when every model has a GPU group of its own
+    (e.g. 3 models on 2 GPUs: 2 per GPU, if they fit)."""
     gpus = tools.visible_gpus() if cfg.executor.kind == "local" else []
-    if len(models) <= 1 or not gpus:
+    n_groups = len(gpu_groups(gpus, cfg.eval.gpus_per_model, "eval.gpus_per_model")) if gpus else 0
+    if not n_groups or len(models) <= n_groups:
         return 1, None
     weights = 0
     for name in models:
@@ -123,7 +125,8 @@ def _models_at_once(cfg: ExperimentConfig, models: list[str]) -> tuple[int, floa
         except (OSError, ValueError):
             return 1, None   # its size unknown: one at a time, as before
         weights = max(weights, sum(f.stat().st_size for f in base.glob("*.safetensors")))
-    k = servers_at_once(cfg.eval.models_per_gpu, len(models), weights, tools.gpu_memory_bytes(gpus[0]))
+    per_group = -(-len(models) // n_groups)   # ceil: 3 models on 2 groups -> 2
+    k = servers_at_once(cfg.eval.models_per_gpu, per_group, weights, tools.gpu_memory_bytes(gpus[0]))
     return k, (GPU_MEMORY_SHARE / k if k > 1 else None)
 
 

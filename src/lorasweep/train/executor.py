@@ -66,7 +66,8 @@ def run_jobs(cfg: ExperimentConfig, fn: Job, items: Sequence, gpus_per_job: int,
 def _local_jobs(cfg, fn, items, gpus_per_job, what, on_start, share=1):
     groups = gpu_groups(tools.visible_gpus(), gpus_per_job, what)
     free: queue.Queue = queue.Queue()
-    for g in [g for g in groups for _ in range(share)] or [None]:   # each group `share` times over
+    # each group `share` times over, round-robin: the first jobs spread over the GPUs
+    for g in [g for _ in range(share) for g in groups] or [None]:
         free.put(g)
     stopping = threading.Event()
 
