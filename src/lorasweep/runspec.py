@@ -53,6 +53,12 @@ CHAT_TEMPLATE = "chat_template.jinja"     # LLaMA-Factory saves it into the adap
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # What full and freeze tuning save in adapter/ instead: the whole model, one file or shards and their index.
 MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def weights_bytes(folder: Path) -> int:
+    """Bytes of the safetensors files in a checkpoint or adapter folder (0: none)."""
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+
 TRAINER_RESULTS = "train_results.json"    # LLaMA-Factory's own summary in the adapter folder
 TRAINER_LOG = "trainer_log.jsonl"         # LLaMA-Factory's per-step log in the adapter folder
 TRAIN_YAML = "train.yaml"

@@ -92,24 +92,50 @@ def _events_overlap(events) -> int:
     return peak
 
 
-@pytest.mark.parametrize("gpus, expect_peak", [("0,1", 2), ("", 1)])
-def test_eval_serves_different_base_models_on_different_gpus_at_once(sandbox, monkeypatch, gpus, expect_peak):
-    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": []},
-                                       models=[{"name": f"m{i}", "path": "p", "template": "gemma"} for i in (1, 2, 3)]))
-    prepare_data(cfg)
+def _fake_servers(monkeypatch) -> list:
+    """evaluate_model replaced by a half-second stand-in; each call is recorded as
+    (model, its GPUs, its memory share, start, end)."""
     calls = []
 
     def fake_evaluate_model(cfg, name, gpus, memory_share=None):
         start = time.time()
         time.sleep(0.5)
-        calls.append((name, tuple(gpus or ()), start, time.time()))
+        calls.append((name, tuple(gpus or ()), memory_share, start, time.time()))
         return evaluation.EvalSummary(scored=[f"{name}__n0__base"])
 
     monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate_model)
+    return calls
+
+
+def _sized_models(sandbox, tmp_path, monkeypatch, n_models: int, gpu_gb: int, **eval_settings):
+    """n_models base models of 1000 bytes of weights each, standing for 1 GB, on GPUs of
+    gpu_gb GB (gpu_gb x 1000 bytes): the experiment, prepared."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"\0" * 1000)
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": [], **eval_settings},
+                                       models=[{"name": f"m{i}", "path": str(base), "template": "gemma"}
+                                               for i in range(1, n_models + 1)]))
+    prepare_data(cfg)
+    monkeypatch.setattr(evaluation.tools, "gpu_memory_bytes", lambda gpu: gpu_gb * 1000)
+    monkeypatch.setattr(evaluation, "resolve_model_path", lambda path: base)
+    return cfg
+
+
+def _overlap(calls) -> int:
+    return _events_overlap([(name, gpus, start, end) for name, gpus, _, start, end in calls])
+
+
+@pytest.mark.parametrize("gpus, expect_peak", [("0,1", 2), ("", 1)])
+def test_eval_serves_different_base_models_on_different_gpus_at_once(sandbox, monkeypatch, gpus, expect_peak):
+    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": []},
+                                       models=[{"name": f"m{i}", "path": "p", "template": "gemma"} for i in (1, 2, 3)]))
+    prepare_data(cfg)
+    calls = _fake_servers(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
     s = evaluation._run_eval(cfg)
     assert sorted(s.scored) == ["m1__n0__base", "m2__n0__base", "m3__n0__base"]
-    assert _events_overlap(calls) == expect_peak
+    assert _overlap(calls) == expect_peak
     if gpus:
         assert {c[1] for c in calls} == {("0",), ("1",)}
     else:
@@ -123,31 +149,13 @@ def test_eval_serves_base_models_side_by_side_on_one_gpu(sandbox, tmp_path, monk
     overlap), each with its part of 0.9 of the memory; auto fits 3 x the
     weights each: 3 models of 1 GB on 141 GB -> all three; on 4 GB: 0.9 x 4 /
     3 = 1.2 -> one at a time."""
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "model.safetensors").write_bytes(b"\0" * 1000)
-    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml",
-                                       eval={"baselines": [], "models_per_gpu": setting},
-                                       models=[{"name": f"m{i}", "path": str(base), "template": "gemma"}
-                                               for i in (1, 2, 3)]))
-    prepare_data(cfg)
-    calls = []
-
-    def fake_evaluate_model(cfg, name, gpus, memory_share=None):
-        start = time.time()
-        time.sleep(0.5)
-        calls.append((name, tuple(gpus or ()), memory_share, start, time.time()))
-        return evaluation.EvalSummary(scored=[f"{name}__n0__base"])
-
-    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate_model)
-    # 1000 bytes of weights stand for 1 GB, so the GPU's gpu_gb GB are gpu_gb x 1000 bytes
-    monkeypatch.setattr(evaluation.tools, "gpu_memory_bytes", lambda gpu: gpu_gb * 1000)
-    monkeypatch.setattr(evaluation, "resolve_model_path", lambda path: base)
+    cfg = _sized_models(sandbox, tmp_path, monkeypatch, 3, gpu_gb, models_per_gpu=setting)
+    calls = _fake_servers(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     s = evaluation._run_eval(cfg)
     assert sorted(s.scored) == ["m1__n0__base", "m2__n0__base", "m3__n0__base"]
     k, share = expect
-    assert _events_overlap([(a, b, c, d) for a, b, _, c, d in calls]) == k
+    assert _overlap(calls) == k
     assert {c[1] for c in calls} == {("0",)}
     assert [c[2] for c in calls] == [pytest.approx(share) if share else None] * 3
 
@@ -218,27 +226,32 @@ def test_models_share_a_gpu_only_when_there_are_more_models_than_gpus(sandbox, t
                                                                       expect_share, expect_peak):
     """2 models on 2 GPUs: one each, all its memory; 3 on 2: two on one GPU (0.45 each)
     and one on the other (the free slots go round-robin)."""
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "model.safetensors").write_bytes(b"\0" * 1000)
-    cfg = load_config(write_experiment(sandbox / "experiments" / "x.yaml", eval={"baselines": []},
-                                       models=[{"name": f"m{i}", "path": str(base), "template": "gemma"}
-                                               for i in range(1, n_models + 1)]))
-    prepare_data(cfg)
-    calls = []
-
-    def fake_evaluate_model(cfg, name, gpus, memory_share=None):
-        start = time.time()
-        time.sleep(0.5)
-        calls.append((name, tuple(gpus or ()), memory_share, start, time.time()))
-        return evaluation.EvalSummary(scored=[f"{name}__n0__base"])
-
-    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate_model)
-    monkeypatch.setattr(evaluation.tools, "gpu_memory_bytes", lambda gpu: 141 * 1000)   # 1000 bytes = 1 GB
-    monkeypatch.setattr(evaluation, "resolve_model_path", lambda path: base)
+    cfg = _sized_models(sandbox, tmp_path, monkeypatch, n_models, 141)
+    calls = _fake_servers(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     evaluation._run_eval(cfg)
     assert [c[2] for c in calls] == [pytest.approx(expect_share) if expect_share else None] * n_models
-    assert _events_overlap([(a, b, c, d) for a, b, _, c, d in calls]) == expect_peak
+    assert _overlap(calls) == expect_peak
     assert {c[1] for c in calls} == {("0",), ("1",)}   # both GPUs used, never three servers on one
     assert max(sum(c[1] == g for c in calls) for g in {c[1] for c in calls}) <= 2
+
+
+@pytest.mark.parametrize("gpus, alongside", [("0", True), ("", False)])
+def test_baselines_run_while_gpu_servers_run_and_after_them_on_a_cpu(sandbox, tmp_path, monkeypatch, gpus,
+                                                                     alongside):
+    cfg = _sized_models(sandbox, tmp_path, monkeypatch, 2, 141, baselines=["tfidf"])
+    calls = _fake_servers(monkeypatch)
+    ran = []
+
+    def fake_baselines(cfg_, test):
+        start = time.time()
+        time.sleep(0.5)
+        ran.append((start, time.time()))
+        return ["baseline-tfidf-logreg__n10__seed1"], []
+
+    monkeypatch.setattr(evaluation, "_baselines", fake_baselines)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
+    s = evaluation._run_eval(cfg)
+    assert "baseline-tfidf-logreg__n10__seed1" in s.scored and len(ran) == 1
+    servers_end = max(c[4] for c in calls)
+    assert (ran[0][0] < servers_end) == alongside

@@ -23,6 +23,7 @@ from ..infra.paths import check_file, experiment_dir
 from ..models.embedded import EMBEDDED_PREFIX, resolve_model_path
 from ..models.parity import encode_template, parity_problems
 from ..plan import train_runs, validation_text
+from ..runspec import weights_bytes
 from ..serve.serve import served_base, trained_base
 from ..tasks import get_task
 from ..tasks.prompts import render_prompt
@@ -158,7 +159,7 @@ def disk_problems(cfg: ExperimentConfig) -> list[str]:
         except (OSError, ValueError):
             continue
         whole = [r for r in runs if r.model == m.name and trains_whole_model(cfg, r)]
-        need += len(whole) * (sum(f.stat().st_size for f in base.glob("*.safetensors")) + 50_000_000)
+        need += len(whole) * (weights_bytes(base) + 50_000_000)
         mc = mc.get("text_config", mc) if isinstance(mc, dict) else None
         if not isinstance(mc, dict):
             continue

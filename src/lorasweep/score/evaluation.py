@@ -23,7 +23,7 @@ from ..models.chat import adapters_template
 from ..models.embedded import resolve_model_path
 from ..models.parity import ParityError, check_parity, encode_template
 from ..plan import baseline_runs, eval_runs
-from ..runspec import MODEL_WEIGHTS, TEST, VAL, RunSpec
+from ..runspec import MODEL_WEIGHTS, TEST, VAL, RunSpec, weights_bytes
 from ..serve.serve import (
     FULL_BASE,
     GPU_MEMORY_SHARE,
@@ -85,24 +85,27 @@ def _run_eval(cfg: ExperimentConfig) -> EvalSummary:
         log.info("eval: %d base model(s) to serve; %s%s", len(models),
                  where_jobs_run(cfg, cfg.eval.gpus_per_model, "eval.gpus_per_model", k),
                  f" ({share:.2f} of the GPU memory each, eval.models_per_gpu)" if share else "")
-    # On a GPU the baselines (CPU work) run while the servers start and score.
-    side = ThreadPoolExecutor(max_workers=1)
-    baselines = side.submit(_baselines, cfg, test) if cfg.eval.baselines and share else None
-    serve_one = partial(evaluate_model, memory_share=share)
-    for name, part, err in run_jobs(cfg, serve_one, models, cfg.eval.gpus_per_model, "eval.gpus_per_model",
-                                    share=k):
-        if err is not None:   # the job itself broke (e.g. its Ray worker kept dying)
-            for r in _split_runs(cfg, name, EvalSummary()):
-                summary.failed[r.run_id] = str(err).splitlines()[0]
-            continue
-        summary.scored += part.scored
-        summary.failed.update(part.failed)
-        summary.server_start_s.update(part.server_start_s)
-    if cfg.eval.baselines:
-        scored, skipped = baselines.result() if baselines else _baselines(cfg, test)
-        summary.scored += scored
-        summary.skipped += skipped
-    side.shutdown()
+    # With the servers on a GPU the baselines (CPU work) run while they start and score.
+    side = ThreadPoolExecutor(max_workers=1) if cfg.eval.baselines and models and tools.visible_gpus() else None
+    baselines = side.submit(_baselines, cfg, test) if side else None
+    try:
+        serve_one = partial(evaluate_model, memory_share=share)
+        for name, part, err in run_jobs(cfg, serve_one, models, cfg.eval.gpus_per_model, "eval.gpus_per_model",
+                                        share=k):
+            if err is not None:   # the job itself broke (e.g. its Ray worker kept dying)
+                for r in _split_runs(cfg, name, EvalSummary()):
+                    summary.failed[r.run_id] = str(err).splitlines()[0]
+                continue
+            summary.scored += part.scored
+            summary.failed.update(part.failed)
+            summary.server_start_s.update(part.server_start_s)
+        if cfg.eval.baselines:
+            scored, skipped = baselines.result() if baselines else _baselines(cfg, test)
+            summary.scored += scored
+            summary.skipped += skipped
+    finally:
+        if side:
+            side.shutdown(wait=False, cancel_futures=True)
     record_selections(cfg, eval_runs(cfg))   # (any a stopped eval scored on the validation set but left unrecorded)
     collect_results(cfg)
     summary.wall_s = time.time() - t0
@@ -124,7 +127,7 @@ def _models_at_once(cfg: ExperimentConfig, models: list[str]) -> tuple[int, floa
             base = resolve_model_path(cfg.model(name).path)
         except (OSError, ValueError):
             return 1, None   # its size unknown: one at a time, as before
-        weights = max(weights, sum(f.stat().st_size for f in base.glob("*.safetensors")))
+        weights = max(weights, weights_bytes(base))
     per_group = -(-len(models) // n_groups)   # ceil: 3 models on 2 groups -> 2
     k = servers_at_once(cfg.eval.models_per_gpu, per_group, weights, tools.gpu_memory_bytes(gpus[0]))
     return k, (GPU_MEMORY_SHARE / k if k > 1 else None)
@@ -213,7 +216,7 @@ def _serve_whole_models(cfg: ExperimentConfig, model: ModelSpec, runs: list[RunS
     whole_share = memory_share or GPU_MEMORY_SHARE
     gpu_bytes = tools.gpu_memory_bytes(gpus[0]) if gpus else None
     ours = int(gpu_bytes * whole_share / GPU_MEMORY_SHARE) if gpu_bytes else None   # this model's part of the GPU
-    weights = max(sum(f.stat().st_size for f in r.adapter_dir.glob("*.safetensors")) for r in runs)
+    weights = max(weights_bytes(r.adapter_dir) for r in runs)
     k = servers_at_once(cfg.eval.checkpoint_servers, len(runs), weights, ours)
     share = whole_share / k if gpu_bytes and (k > 1 or memory_share) else None
     log.info("eval %s: %d full/freeze-tuned model(s), each from a server of its own, %d at a time%s",

@@ -29,7 +29,7 @@ from ..infra.procs import Child, ExperimentLock, install_cleanup, log_tail
 from ..models.embedded import resolve_model_path
 from ..overrides import record_overrides, show_recorded_overrides
 from ..plan import train_runs
-from ..runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec, TrainRecord
+from ..runspec import CHAT_TEMPLATE, EPOCH_PREFIX, RunSpec, TrainRecord, weights_bytes
 from .budget import budget, kept_epochs, run_keys
 from .executor import current_node, run_jobs, where_jobs_run
 
@@ -258,7 +258,7 @@ def train_one(cfg: ExperimentConfig, run: RunSpec, gpus: list[str] | None = None
         checkpoints=kept,
         method=method,
         lora_rank=args.get("lora_rank") if method == "lora" else None,
-        weights_bytes=sum(f.stat().st_size for f in run.adapter_dir.glob("*.safetensors")),
+        weights_bytes=weights_bytes(run.adapter_dir),
         saved_dtype=saved.get("dtype"),
         fast_loss=fast_loss_state(run),
         adapter=str(run.adapter_dir),
