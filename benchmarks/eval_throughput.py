@@ -382,12 +382,16 @@ def merge(reps: list[dict], steady: dict | None, saved: dict, measured: dict) ->
                          f"{saved['prompts']} prompts ({saved['adapters']}), this one {len(measured['adapters'])} x "
                          f"{measured['prompts']} ({measured['adapters']})")
     n = min(len(reps), len(saved["reps"]))
-    out = []
+    out, taken = [], set()
     for row, old in zip(reps[:n], saved["reps"][:n], strict=True):
-        row = {**{w: old[w] for w in "abc" if w in old and w not in row}, **row}
+        extra = {w: old[w] for w in "abc" if w in old and w not in row}
+        taken |= set(extra)
+        row = {**extra, **row}
         row["differences"] = differences(row)
         out.append(row)
-    origin = {k: saved[k] for k in ("date", "machine", "ways")}
+    # "ways": those this report took from that run (a way both runs measured is this run's)
+    origin = {"date": saved["date"], "machine": saved["machine"], "ways": "".join(sorted(taken)),
+              "steady_state": steady is None and saved.get("steady") is not None}
     return out, steady or saved.get("steady"), origin
 
 
@@ -460,7 +464,9 @@ def write(report: dict, json_path: Path, doc: Path) -> None:
                      f"(b)'s first pass: {st['differing_from_b']}")
     lines.append(f"- answers differing between the ways, per repetition: {report['answers_differing']}")
     for m in report.get("merged_from", []):
-        lines.append(f"- way(s) {m['ways']} measured by an earlier run ({m['date']}, "
+        what = " and ".join(x for x in (f"way(s) {m['ways']}" if m["ways"] else "",
+                                         "the steady state" if m.get("steady_state") else "") if x)
+        lines.append(f"- {what or 'nothing'} measured by an earlier run ({m['date']}, "
                      f"{m['machine'].get('gpu_name') or m['machine']['cpu']}) and merged from `{m['file']}`")
     append_section(doc, lines)
 

@@ -106,7 +106,18 @@ def test_ways_measured_in_two_runs_are_merged_and_compared(tmp_path):
     out["merged_from"] = [{"file": str(kept), **origin}]
     doc = tmp_path / "bench.md"
     eval_throughput.write(out, tmp_path / "r.json", doc)
-    assert "way(s) a measured by an earlier run (2026-11-24 10:00, NVIDIA H100 80GB HBM3)" in doc.read_text()
+    assert "- way(s) a measured by an earlier run (2026-11-24 10:00, NVIDIA H100 80GB HBM3)" in doc.read_text()
+    # a run that measured a and b again takes only c and the steady state from one that measured b and c
+    bc_run = {"date": "2026-11-24 11:00", "machine": {"gpu_name": "NVIDIA H200", "cpu": "x"}, "ways": "bc", **meta,
+              "steady": steady, "reps": [bc_row]}
+    ab_row = {"a": a_run["reps"][0]["a"], "b": {"wall_s": 90.0, "raw": bc_row["b"]["raw"]}}
+    reps, st, origin = eval_throughput.merge([ab_row], None, bc_run, meta)
+    assert reps[0]["b"]["wall_s"] == 90.0 and reps[0]["c"] is bc_row["c"] and st is steady
+    assert origin["ways"] == "c" and origin["steady_state"] is True
+    out = eval_throughput.summarise(SimpleNamespace(), cfg, runs, [0, 1, 2], reps, st)
+    out["merged_from"] = [{"file": "bc.json", **origin}]
+    eval_throughput.write(out, tmp_path / "r2.json", doc)
+    assert "- way(s) c and the steady state measured by an earlier run (2026-11-24 11:00, NVIDIA H200)" in doc.read_text()
     other = {**meta, "adapters": ["r0", "r9"]}
     with pytest.raises(SystemExit, match="cannot merge"):
         eval_throughput.merge([bc_row], steady, json.loads(kept.read_text()), other)
