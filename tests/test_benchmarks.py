@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import eval_throughput  # noqa: E402
+import server_start  # noqa: E402
 import train_overhead  # noqa: E402
 
 
@@ -121,3 +122,21 @@ def test_ways_measured_in_two_runs_are_merged_and_compared(tmp_path):
     other = {**meta, "adapters": ["r0", "r9"]}
     with pytest.raises(SystemExit, match="cannot merge"):
         eval_throughput.merge([bc_row], steady, json.loads(kept.read_text()), other)
+
+
+def test_server_start_phases_are_read_from_vllms_log(tmp_path):
+    from datetime import datetime
+
+    launched = datetime(2026, 12, 1, 14, 39, 17).timestamp()
+    log = tmp_path / "server.log"
+    log.write_text("lorasweep: CPU LoRA kernels grouped by adapter (pid 10)\n"
+                   "(APIServer pid=10) INFO 12-01 14:39:25 [api_utils.py:347] version\n"
+                   "(APIServer pid=10) INFO 12-01 14:39:26 [model.py:733] Resolved architecture\n"
+                   "(EngineCore pid=11) INFO 12-01 14:39:37 [core.py:133] Initializing\n"
+                   "(Worker pid=12) WARNING 12-01 14:39:38 [cpu_worker.py:114] libtcmalloc\n"
+                   "(APIServer pid=10) INFO 12-01 14:39:42 [entry.py:140] Starting vLLM server on http://127.0.0.1:1\n")
+    assert server_start.phases(log, launched) == {"api_first_line": 8.0, "engine_first_line": 20.0,
+                                                  "worker_first_line": 21.0, "serving": 25.0}
+    log.write_text("(APIServer pid=10) INFO 12-01 14:39:25 [api_utils.py:347] version\n")   # died early
+    assert server_start.phases(log, launched)["engine_first_line"] is None
+

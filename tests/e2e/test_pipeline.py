@@ -6,12 +6,14 @@ Needs `bash shell/setup.sh` (the README test command runs it first).
 import json
 import os
 import pickle
+import re
 import subprocess
 import time
 
 import pytest
 
 from conftest import ROOT, write_experiment
+from lorasweep.envscripts.cpu_lora import FORKED, INSTALLED
 
 pytestmark = pytest.mark.e2e
 
@@ -100,8 +102,18 @@ def test_eval_sh_serves_both_adapters_from_one_server_and_scores(sweep):
     assert parity["served_prompt_ids"][0] == 2          # <bos> first
     assert "parity gemma-3-270m: the served prompt is the trained one" in p.stderr
     # The adapters are really applied: their answers differ from the base model's.
+    # (Were lorasweep's LoRA kernels missing where the model runs, the base model's
+    # answers, asked beside the adapters', would be the last adapter's.)
     assert preds["n48/seed1"] != preds["n0/base"]
     assert preds["n16/seed1"] != preds["n0/base"]
+    # The server's engine process was forked from it (a faster start than vLLM's
+    # spawn on a CPU) and its worker spawned (its threads bound to cores): both
+    # have the kernels.
+    server_log = (runs.parent / "server_gemma-3-270m.log").read_text(errors="ignore")
+    engine = re.findall(r"^\(EngineCore[^)]* pid=(\d+)\)", server_log, re.M)
+    worker = re.findall(r"^\((?:VllmWorker|Worker)[^)]* pid=(\d+)\)", server_log, re.M)
+    assert engine and worker and f"{FORKED}: pid {engine[0]} has the kernels" in server_log
+    assert f"{INSTALLED} (pid {worker[0]})" in server_log
 
     with open(root / "experiments" / "e2e" / "results.pkl", "rb") as f:
         df = pickle.load(f)

@@ -6,7 +6,7 @@ harness, so none of them imports anything from lorasweep at module level
 imports (torch, transformers, vLLM, LLaMA-Factory) inside functions:
 
     fast_loss.py      training env: llamafactory-cli train, logits only where the loss needs them
-    cpu_lora.py       serving env: vLLM's OpenAI server with copy-free CPU LoRA kernels
+    cpu_lora.py       serving env: vLLM's OpenAI server with copy-free CPU LoRA kernels, children forked
     parity_encode.py  training env: LLaMA-Factory's token ids for a prompt and its answer
     token_lengths.py  training env: every example's token lengths and LLaMA-Factory's cut to cutoff_len
     build_model.py    training + serving envs: the embedded models' checkpoint stages
