@@ -66,3 +66,26 @@ def test_kernels_match_vllms_bit_for_bit_and_are_installed():
     checked, differ, bound, base_rows = out.stdout.split()[-4:]
     assert int(checked) == 6 * 4 * 4 * 4 and int(differ) == 0 and bound == "True"
     assert int(base_rows) >= 4 * 4   # every size but T=1 (and maybe 3) drew base rows
+
+
+FORK = r'''
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import cpu_lora
+from vllm.platforms.cpu import CpuPlatform
+before = CpuPlatform.check_and_update_config.__func__
+os.environ[cpu_lora.START_METHOD_ENV] = "spawn"
+left = cpu_lora.fork_engine()                  # a start method the user chose: left alone
+unchanged = CpuPlatform.check_and_update_config.__func__ is before
+os.environ.pop(cpu_lora.START_METHOD_ENV)
+patched = cpu_lora.fork_engine()
+print(left, unchanged, patched, CpuPlatform.check_and_update_config.__func__ is not before)
+'''
+
+
+def test_the_engine_is_forked_unless_the_user_chose_a_start_method():
+    # (that the served engine really is forked, and has the kernels: tests/e2e/test_pipeline.py)
+    out = subprocess.run([str(env_python("serve")), "-c", FORK, str(ENVSCRIPTS)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-4:] == ["False", "True", "True", "True"]

@@ -128,12 +128,14 @@ def install() -> bool:
 INSTALLED = "lorasweep: CPU LoRA kernels grouped by adapter"
 
 
-def install_and_say() -> None:
+def install_and_say() -> bool:
     """install(), and one line on stderr per process that got the kernels."""
     import os
 
     if install():
         print(f"{INSTALLED} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 # multiprocessing's start method for vLLM's engine and worker processes
@@ -141,7 +143,7 @@ START_METHOD_ENV = "VLLM_WORKER_MULTIPROC_METHOD"
 FORKED = "lorasweep: vLLM's engine process forked, not spawned"
 
 
-def fork_engine() -> bool:
+def fork_engine(kernels: bool = True) -> bool:
     """Have vLLM fork its engine process from this one instead of spawning it.
     vLLM's CPU platform sets VLLM_WORKER_MULTIPROC_METHOD=spawn when it checks
     the server's configuration; this sets it back to fork right after, in this
@@ -151,9 +153,11 @@ def fork_engine() -> bool:
     variables (GOMP_CPU_AFFINITY, OMP_NUM_THREADS) that OpenMP reads only when
     a new process loads it. A forked worker kept the parent's unbound threads
     and scored 6.2 requests/s against 9.0 (docs/benchmarks.md).
-    Left alone: a start method the user chose, and a vLLM without that hook.
-    vLLM's own reasons to spawn anyway (CUDA initialised, a Ray actor) are
-    checked when it starts the process, and still win."""
+    Left alone: a start method the user chose, and a vLLM (eval.vllm_python)
+    whose CPU platform has no such hook as a class method. vLLM's own reasons
+    to spawn anyway (CUDA initialised, a Ray actor) are checked when it starts
+    the process, and still win. `kernels`: whether install() put the kernels in
+    (what the forked engine's line says)."""
     import os
 
     if START_METHOD_ENV in os.environ:
@@ -162,19 +166,20 @@ def fork_engine() -> bool:
         from vllm.platforms.cpu import CpuPlatform
     except ImportError:
         return False
-    check = getattr(CpuPlatform, "check_and_update_config", None)
-    if check is None:
+    original = getattr(getattr(CpuPlatform, "check_and_update_config", None), "__func__", None)
+    if original is None:
         return False
-    original, server = check.__func__, os.getpid()
+    server = os.getpid()
 
     def check_then_fork(cls, vllm_config):
         original(cls, vllm_config)
-        if os.getpid() == server and vllm_config.parallel_config.world_size == 1:
+        workers = getattr(getattr(vllm_config, "parallel_config", None), "world_size", None)
+        if os.getpid() == server and workers == 1:
             os.environ[START_METHOD_ENV] = "fork"
 
     def in_forked_child():
         os.environ[START_METHOD_ENV] = "spawn"   # the worker: a new process, its threads bound
-        print(f"{FORKED}: pid {os.getpid()} has the kernels", file=sys.stderr, flush=True)
+        print(f"{FORKED}: pid {os.getpid()}{' has the kernels' if kernels else ''}", file=sys.stderr, flush=True)
 
     CpuPlatform.check_and_update_config = classmethod(check_then_fork)
     os.register_at_fork(after_in_child=in_forked_child)
@@ -189,7 +194,6 @@ elif __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit("usage: cpu_lora.py <vLLM server module> [server arguments]")
     server_module = sys.argv.pop(1)
-    install_and_say()
-    fork_engine()
+    fork_engine(kernels=install_and_say())
     # alter_sys=False keeps this file as __main__, so spawned processes run it too.
     runpy.run_module(server_module, run_name="__main__", alter_sys=False)
