@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from lorasweep.envscripts.cpu_lora import FORKED, START_METHOD_ENV  # noqa: E402
+
 log = logging.getLogger("server_start")
 
-START_METHOD_ENV = "VLLM_WORKER_MULTIPROC_METHOD"
 WAYS = {"spawn": "spawn", "fork": None}   # the variable's value for each way (None: unset)
 # vLLM's log lines that mark a start's phases: (phase, pattern of the line)
 MARKS = [("api_first_line", r"^\(APIServer pid=\d+\) "), ("engine_first_line", r"^\(EngineCore[^)]* pid=\d+\) "),
@@ -113,8 +114,6 @@ def one_start(cfg, model, adapters: dict[str, Path], way: str, work: Path, texts
         if saved is not None:
             os.environ[START_METHOD_ENV] = saved
     text = log_path.read_text(errors="ignore")
-    from lorasweep.envscripts.cpu_lora import FORKED
-
     return {"way": way, "healthy_s": round(started, 1), "phases_s": phases(log_path, launched),
             "forked_engine": FORKED in text, **scored}
 
